@@ -1,0 +1,247 @@
+//! The `MemoryStore` rows of DESIGN §7, each beside its ceiling (a `DashMap` doing the same
+//! work), in the same run: `cargo bench -p idempotent-benches --bench memory_store`.
+#![allow(missing_docs, clippy::cast_precision_loss, reason = "benchmark binary")]
+
+use std::alloc::System;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use idempotent_benches::{BODY, BODY_LARGE, body, compare, fingerprint, keys, median, timed};
+use idempotent_runtime::{
+    CachedResponse, ExistingEntry, Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore,
+    InsertResult, ManualClock, MemoryStore,
+};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tokio::runtime::Runtime;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const TTL: Duration = Duration::from_mins(10);
+const OPS: usize = 200_000;
+const REPS: usize = 5;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime")
+}
+
+/// Splits `keys` over `tasks` tasks and runs `op` on each key in a closed loop.
+fn run_tasks<F, Fut>(
+    rt: &Runtime,
+    keys: &Arc<Vec<IdempotencyKey>>,
+    tasks: usize,
+    op: F,
+) -> (usize, Duration)
+where
+    F: Fn(usize, IdempotencyKey) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let per_task = keys.len() / tasks;
+    let ((), elapsed) = timed(|| {
+        rt.block_on(async {
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let (keys, op) = (keys.clone(), op.clone());
+                    tokio::spawn(async move {
+                        for i in t * per_task..(t + 1) * per_task {
+                            op(i, keys[i].clone()).await;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.expect("task");
+            }
+        });
+    });
+    (per_task * tasks, elapsed)
+}
+
+async fn claim_complete(store: &MemoryStore, i: usize, key: &IdempotencyKey, len: usize) {
+    let entry = IdempotencyEntry::new(fingerprint(i)).with_ttl(TTL);
+    if let Ok(InsertResult::Claimed {
+        fencing_token,
+        entry,
+    }) = store.try_insert(key, entry).await
+    {
+        let response = CachedResponse::from(body(len, i));
+        let _ = store
+            .complete(key, entry.complete(response), fencing_token)
+            .await;
+    }
+}
+
+fn ceiling_insert_lookup(
+    map: &DashMap<String, (Fingerprint, Bytes)>,
+    i: usize,
+    key: &IdempotencyKey,
+    len: usize,
+) {
+    map.insert(key.as_str().to_owned(), (fingerprint(i), body(len, i)));
+    std::hint::black_box(map.get(key.as_str()).map(|v| v.1.clone()));
+}
+
+fn claim_complete_rows(rt: &Runtime) {
+    for (tasks, target, len) in [(64, 0.60, BODY), (1, 0.45, BODY), (64, 0.60, BODY_LARGE)] {
+        let n = if len == BODY { OPS } else { OPS / 4 };
+        compare(
+            &format!("claim+complete, {tasks} tasks, {len} B body"),
+            REPS,
+            target,
+            || {
+                let store = MemoryStore::new();
+                let keys = Arc::new(keys(n));
+                run_tasks(rt, &keys, tasks, move |i, k| {
+                    let store = store.clone();
+                    async move { claim_complete(&store, i, &k, len).await }
+                })
+            },
+            || {
+                let map = Arc::new(DashMap::new());
+                let keys = Arc::new(keys(n));
+                run_tasks(rt, &keys, tasks, move |i, k| {
+                    let map = map.clone();
+                    async move { ceiling_insert_lookup(&map, i, &k, len) }
+                })
+            },
+        );
+    }
+}
+
+fn replay_rows(rt: &Runtime) {
+    for (label, distinct) in [("hot key", 1), ("100k keys", 100_000)] {
+        let pool = keys(distinct);
+        let store = MemoryStore::new();
+        let map: Arc<DashMap<String, (Fingerprint, Bytes)>> = Arc::new(DashMap::new());
+        rt.block_on(async {
+            for (i, k) in pool.iter().enumerate() {
+                claim_complete(&store, i, k, BODY).await;
+                map.insert(k.as_str().to_owned(), (fingerprint(i), body(BODY, i)));
+            }
+        });
+        let lookups: Arc<Vec<IdempotencyKey>> =
+            Arc::new((0..OPS).map(|i| pool[i % distinct].clone()).collect());
+        compare(
+            &format!("replay, 64 tasks, {label}"),
+            REPS,
+            0.60,
+            || {
+                let store = store.clone();
+                run_tasks(rt, &lookups, 64, move |i, k| {
+                    let store = store.clone();
+                    async move {
+                        let entry = IdempotencyEntry::new(fingerprint(i % distinct)).with_ttl(TTL);
+                        match store.try_insert(&k, entry).await {
+                            Ok(InsertResult::Exists(ExistingEntry::Completed(done))) => {
+                                std::hint::black_box(done.into_response());
+                            }
+                            other => panic!("expected a replay, got {other:?}"),
+                        }
+                    }
+                })
+            },
+            || {
+                let map = map.clone();
+                run_tasks(rt, &lookups, 64, move |_, k| {
+                    let map = map.clone();
+                    async move {
+                        std::hint::black_box(map.get(k.as_str()).map(|v| v.1.clone()));
+                    }
+                })
+            },
+        );
+    }
+}
+
+fn vm_rss_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// 1M completed entries: the longest single operation while filling, and while a second
+/// million replaces the first after it expired (sweeping and growth are incremental); and the
+/// memory per entry beyond its payload (36-byte key + 256-byte body).
+fn million_entries_row(rt: &Runtime) {
+    const N: usize = 1_000_000;
+    let clock = Arc::new(ManualClock::new());
+    let store = MemoryStore::builder().clock(clock.clone()).build();
+    let first = keys(N);
+    let bodies: Vec<Bytes> = (0..N).map(|i| body(BODY, i)).collect();
+    let rss_before = vm_rss_bytes();
+    let region = Region::new(GLOBAL);
+    let mut latencies = Vec::with_capacity(2 * N);
+    rt.block_on(async {
+        for (i, (k, body)) in first.iter().zip(bodies).enumerate() {
+            let start = Instant::now();
+            let entry = IdempotencyEntry::new(fingerprint(i)).with_ttl(TTL);
+            if let Ok(InsertResult::Claimed {
+                fencing_token,
+                entry,
+            }) = store.try_insert(k, entry).await
+            {
+                let _ = store
+                    .complete(k, entry.complete(CachedResponse::from(body)), fencing_token)
+                    .await;
+            }
+            latencies.push(start.elapsed());
+        }
+    });
+    let stats = region.change();
+    let held = stats
+        .bytes_allocated
+        .saturating_sub(stats.bytes_deallocated);
+    let payload = N * (36 + BODY);
+    let overhead = (held as f64 - (N * 36) as f64) / N as f64; // bodies were allocated before the region
+    let rss = rss_before
+        .zip(vm_rss_bytes())
+        .map(|(b, a)| a.saturating_sub(b) as f64 / N as f64);
+    clock.advance(TTL + Duration::from_secs(1));
+    let second = keys(N);
+    rt.block_on(async {
+        for (i, k) in second.iter().enumerate() {
+            let start = Instant::now();
+            claim_complete(&store, i, k, BODY).await;
+            latencies.push(start.elapsed());
+        }
+    });
+    let mut micros: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    let p50 = median(&mut micros);
+    let p9999 = micros[micros.len() * 9999 / 10000];
+    let max = micros.last().copied().unwrap_or_default();
+    println!(
+        "1M completed entries: op p50 {p50:.2} µs, p99.99 {p9999:.1} µs, max {max:.0} µs (target: no op > 2000 µs) {}",
+        if max <= 2000.0 { "ok" } else { "ABOVE TARGET" }
+    );
+    println!(
+        "1M completed entries: {overhead:.0} B per entry beyond the payload (heap, allocator-counted; \
+         payload {} B/entry; target <= 160 B) {}; RSS growth {} B/entry beyond the bodies",
+        payload / N,
+        if overhead <= 160.0 {
+            "ok"
+        } else {
+            "ABOVE TARGET"
+        },
+        rss.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0}")),
+    );
+    println!(
+        "after the second million (first expired): {} records held",
+        store.len()
+    );
+}
+
+fn main() {
+    let rt = runtime();
+    println!(
+        "MemoryStore vs DashMap ceiling (2-worker runtime, {OPS} ops per run, median of {REPS})"
+    );
+    claim_complete_rows(&rt);
+    replay_rows(&rt);
+    million_entries_row(&rt);
+}

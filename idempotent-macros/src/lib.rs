@@ -1,0 +1,1 @@
+//! The `#[idempotent]` attribute macro. Use it through `idempotent-runtime`.

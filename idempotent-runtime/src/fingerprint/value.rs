@@ -1,0 +1,630 @@
+//! A serde `Serializer` that streams serde's data model into an xxHash3 hasher.
+//!
+//! The encoding is prefix-free (every value starts with a tag; strings and byte strings are
+//! length-prefixed; sequences end with a marker), so distinct values give distinct inputs.
+//! Maps and structs are order-independent: each entry is hashed on its own and the entry hashes
+//! are summed, then the count and the sum are written. Integers of every width share one form,
+//! so widening a field from `u32` to `u64` keeps fingerprints; `-0.0` is written as `0.0` and
+//! every NaN as one NaN. Type names are never written (renaming a type keeps fingerprints);
+//! field and variant names are.
+
+use serde::ser::{self, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::FingerprintError;
+
+const UNIT: u8 = 0x10;
+const BOOL: u8 = 0x11;
+const INT: u8 = 0x12;
+const FLOAT: u8 = 0x13;
+const STR: u8 = 0x14;
+const BYTES: u8 = 0x15;
+const NONE: u8 = 0x16;
+const SOME: u8 = 0x17;
+const SEQ: u8 = 0x18;
+const ELEM: u8 = 0x19;
+const END: u8 = 0x1a;
+const MAP: u8 = 0x1b;
+const VARIANT: u8 = 0x1c;
+
+impl ser::Error for FingerprintError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Self(msg.to_string())
+    }
+}
+
+pub(super) struct ValueSerializer<'a> {
+    out: &'a mut Xxh3,
+}
+
+impl<'a> ValueSerializer<'a> {
+    pub(super) fn new(out: &'a mut Xxh3) -> Self {
+        Self { out }
+    }
+
+    fn tag(&mut self, tag: u8) {
+        self.out.update(&[tag]);
+    }
+
+    fn len_prefixed(&mut self, tag: u8, bytes: &[u8]) {
+        self.out.update(&[tag]);
+        self.out.update(&(bytes.len() as u64).to_le_bytes());
+        self.out.update(bytes);
+    }
+
+    fn int(self, negative: bool, magnitude: u128) {
+        self.out.update(&[INT, u8::from(negative)]);
+        self.out.update(&magnitude.to_le_bytes());
+    }
+
+    fn signed(self, v: i128) {
+        self.int(v < 0, v.unsigned_abs());
+    }
+
+    fn variant(&mut self, variant: &str) {
+        self.len_prefixed(VARIANT, variant.as_bytes());
+    }
+}
+
+/// Sequences, tuples and the fields of tuple structs and tuple variants: order kept.
+pub(super) struct SeqSerializer<'a> {
+    out: &'a mut Xxh3,
+}
+
+impl SeqSerializer<'_> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FingerprintError> {
+        self.out.update(&[ELEM]);
+        value.serialize(ValueSerializer::new(self.out))
+    }
+
+    fn finish(self) {
+        self.out.update(&[END]);
+    }
+}
+
+/// Maps, structs and struct variants: order-independent.
+pub(super) struct MapSerializer<'a> {
+    out: &'a mut Xxh3,
+    sum: u128,
+    count: u64,
+    entry: Option<Xxh3>,
+}
+
+impl<'a> MapSerializer<'a> {
+    fn new(out: &'a mut Xxh3) -> Self {
+        Self {
+            out,
+            sum: 0,
+            count: 0,
+            entry: None,
+        }
+    }
+
+    fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), FingerprintError> {
+        let mut entry = Xxh3::new();
+        key.serialize(ValueSerializer::new(&mut entry))?;
+        self.entry = Some(entry);
+        Ok(())
+    }
+
+    fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FingerprintError> {
+        let mut entry = self
+            .entry
+            .take()
+            .ok_or_else(|| FingerprintError("map value serialized before its key".into()))?;
+        value.serialize(ValueSerializer::new(&mut entry))?;
+        self.sum = self.sum.wrapping_add(entry.digest128());
+        self.count += 1;
+        Ok(())
+    }
+
+    fn field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), FingerprintError> {
+        self.key(name)?;
+        self.value(value)
+    }
+
+    fn finish(self) -> Result<(), FingerprintError> {
+        if self.entry.is_some() {
+            return Err(FingerprintError(
+                "map key serialized without a value".into(),
+            ));
+        }
+        self.out.update(&[MAP]);
+        self.out.update(&self.count.to_le_bytes());
+        self.out.update(&self.sum.to_le_bytes());
+        Ok(())
+    }
+}
+
+impl<'a> ser::Serializer for ValueSerializer<'a> {
+    type Ok = ();
+    type Error = FingerprintError;
+    type SerializeSeq = SeqSerializer<'a>;
+    type SerializeTuple = SeqSerializer<'a>;
+    type SerializeTupleStruct = SeqSerializer<'a>;
+    type SerializeTupleVariant = SeqSerializer<'a>;
+    type SerializeMap = MapSerializer<'a>;
+    type SerializeStruct = MapSerializer<'a>;
+    type SerializeStructVariant = MapSerializer<'a>;
+
+    fn serialize_bool(mut self, v: bool) -> Result<(), FingerprintError> {
+        self.tag(BOOL);
+        self.out.update(&[u8::from(v)]);
+        Ok(())
+    }
+
+    fn serialize_i8(self, v: i8) -> Result<(), FingerprintError> {
+        self.signed(v.into());
+        Ok(())
+    }
+
+    fn serialize_i16(self, v: i16) -> Result<(), FingerprintError> {
+        self.signed(v.into());
+        Ok(())
+    }
+
+    fn serialize_i32(self, v: i32) -> Result<(), FingerprintError> {
+        self.signed(v.into());
+        Ok(())
+    }
+
+    fn serialize_i64(self, v: i64) -> Result<(), FingerprintError> {
+        self.signed(v.into());
+        Ok(())
+    }
+
+    fn serialize_i128(self, v: i128) -> Result<(), FingerprintError> {
+        self.signed(v);
+        Ok(())
+    }
+
+    fn serialize_u8(self, v: u8) -> Result<(), FingerprintError> {
+        self.int(false, v.into());
+        Ok(())
+    }
+
+    fn serialize_u16(self, v: u16) -> Result<(), FingerprintError> {
+        self.int(false, v.into());
+        Ok(())
+    }
+
+    fn serialize_u32(self, v: u32) -> Result<(), FingerprintError> {
+        self.int(false, v.into());
+        Ok(())
+    }
+
+    fn serialize_u64(self, v: u64) -> Result<(), FingerprintError> {
+        self.int(false, v.into());
+        Ok(())
+    }
+
+    fn serialize_u128(self, v: u128) -> Result<(), FingerprintError> {
+        self.int(false, v);
+        Ok(())
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<(), FingerprintError> {
+        self.serialize_f64(v.into())
+    }
+
+    fn serialize_f64(mut self, v: f64) -> Result<(), FingerprintError> {
+        let canonical = if v.is_nan() {
+            f64::NAN
+        } else if v == 0.0 {
+            0.0
+        } else {
+            v
+        };
+        self.tag(FLOAT);
+        self.out.update(&canonical.to_bits().to_le_bytes());
+        Ok(())
+    }
+
+    fn serialize_char(self, v: char) -> Result<(), FingerprintError> {
+        self.serialize_str(v.encode_utf8(&mut [0; 4]))
+    }
+
+    fn serialize_str(mut self, v: &str) -> Result<(), FingerprintError> {
+        self.len_prefixed(STR, v.as_bytes());
+        Ok(())
+    }
+
+    fn serialize_bytes(mut self, v: &[u8]) -> Result<(), FingerprintError> {
+        self.len_prefixed(BYTES, v);
+        Ok(())
+    }
+
+    fn serialize_none(mut self) -> Result<(), FingerprintError> {
+        self.tag(NONE);
+        Ok(())
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(mut self, value: &T) -> Result<(), FingerprintError> {
+        self.tag(SOME);
+        value.serialize(self)
+    }
+
+    fn serialize_unit(mut self) -> Result<(), FingerprintError> {
+        self.tag(UNIT);
+        Ok(())
+    }
+
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), FingerprintError> {
+        self.serialize_unit()
+    }
+
+    fn serialize_unit_variant(
+        mut self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), FingerprintError> {
+        self.variant(variant);
+        self.serialize_unit()
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), FingerprintError> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        mut self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), FingerprintError> {
+        self.variant(variant);
+        value.serialize(self)
+    }
+
+    fn serialize_seq(mut self, _len: Option<usize>) -> Result<SeqSerializer<'a>, FingerprintError> {
+        self.tag(SEQ);
+        Ok(SeqSerializer { out: self.out })
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<SeqSerializer<'a>, FingerprintError> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<SeqSerializer<'a>, FingerprintError> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_variant(
+        mut self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<SeqSerializer<'a>, FingerprintError> {
+        self.variant(variant);
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<MapSerializer<'a>, FingerprintError> {
+        Ok(MapSerializer::new(self.out))
+    }
+
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<MapSerializer<'a>, FingerprintError> {
+        Ok(MapSerializer::new(self.out))
+    }
+
+    fn serialize_struct_variant(
+        mut self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<MapSerializer<'a>, FingerprintError> {
+        self.variant(variant);
+        Ok(MapSerializer::new(self.out))
+    }
+}
+
+macro_rules! seq_impl {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for SeqSerializer<'_> {
+            type Ok = ();
+            type Error = FingerprintError;
+
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FingerprintError> {
+                self.element(value)
+            }
+
+            fn end(self) -> Result<(), FingerprintError> {
+                self.finish();
+                Ok(())
+            }
+        }
+    )*};
+}
+
+seq_impl!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+impl ser::SerializeMap for MapSerializer<'_> {
+    type Ok = ();
+    type Error = FingerprintError;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), FingerprintError> {
+        self.key(key)
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), FingerprintError> {
+        self.value(value)
+    }
+
+    fn end(self) -> Result<(), FingerprintError> {
+        self.finish()
+    }
+}
+
+macro_rules! struct_impl {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for MapSerializer<'_> {
+            type Ok = ();
+            type Error = FingerprintError;
+
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                name: &'static str,
+                value: &T,
+            ) -> Result<(), FingerprintError> {
+                self.field(name, value)
+            }
+
+            fn end(self) -> Result<(), FingerprintError> {
+                self.finish()
+            }
+        }
+    )*};
+}
+
+struct_impl!(SerializeStruct, SerializeStructVariant);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use serde::Serialize;
+
+    use crate::{DefaultFingerprintStrategy, Fingerprint, FingerprintError};
+
+    fn fp<T: Serialize + ?Sized>(value: &T) -> Fingerprint {
+        DefaultFingerprintStrategy
+            .compute_value("op", value)
+            .expect("serializable")
+    }
+
+    #[derive(Serialize)]
+    struct Order {
+        email: String,
+        amount: u64,
+        tags: Vec<String>,
+        note: Option<String>,
+    }
+
+    #[derive(Serialize)]
+    struct OrderReordered {
+        amount: u64,
+        note: Option<String>,
+        email: String,
+        tags: Vec<String>,
+    }
+
+    #[derive(Serialize)]
+    enum Shape {
+        Unit,
+        Circle(f64),
+        Rect { w: u32, h: u32 },
+        Pair(u8, u8),
+    }
+
+    fn order() -> Order {
+        Order {
+            email: "a@example.com".into(),
+            amount: 100,
+            tags: vec!["x".into(), "y".into()],
+            note: None,
+        }
+    }
+
+    /// Golden values for the value encoding; see `fingerprint::tests::golden_bytes_fingerprints`.
+    #[test]
+    fn golden_value_fingerprints() {
+        let cases: [(Fingerprint, &str); 6] = [
+            (fp(&order()), "1da3e4096f5f1c599d7e38d21165b5cd"),
+            (fp(&("ab", "c")), "ad3bef6dfe4a4b293aae4fff64b5be5f"),
+            (fp(&42_u64), "0079887403624b87f8dc24ff877a12bc"),
+            (
+                fp(&Shape::Rect { w: 1, h: 2 }),
+                "daf1fddffd30d25c5e85955fe8b2b938",
+            ),
+            (
+                fp(&[Shape::Unit, Shape::Circle(1.5), Shape::Pair(1, 2)]),
+                "f8e4b04c3d9363b068a2bc1cb15dc1a2",
+            ),
+            (
+                fp(&BTreeMap::from([("k", vec![1_i32, -1])])),
+                "0ec64c4e1e24e8fb7df586f97a990ee1",
+            ),
+        ];
+        for (i, (actual, expected)) in cases.iter().enumerate() {
+            assert_eq!(actual.to_string(), *expected, "case {i}");
+        }
+    }
+
+    #[test]
+    fn length_prefixing_separates_neighbouring_strings() {
+        assert_ne!(fp(&("ab", "c")), fp(&("a", "bc")));
+        assert_ne!(fp(&vec!["ab", "c"]), fp(&vec!["a", "bc"]));
+        assert_ne!(
+            fp(&vec![vec![1], vec![2, 3]]),
+            fp(&vec![vec![1, 2], vec![3]])
+        );
+        assert_ne!(fp(&b"ab".as_slice()), fp(&"ab"));
+    }
+
+    #[test]
+    fn hash_maps_with_equal_content_always_agree() {
+        let pairs: Vec<(String, u32)> = (0..200).map(|i| (format!("k{i}"), i)).collect();
+        let forward: HashMap<String, u32> = pairs.iter().cloned().collect();
+        let backward: HashMap<String, u32> = pairs.iter().rev().cloned().collect();
+        let btree: BTreeMap<String, u32> = pairs.iter().cloned().collect();
+        assert_eq!(fp(&forward), fp(&backward));
+        assert_eq!(fp(&forward), fp(&btree));
+        let mut changed = forward.clone();
+        changed.insert("k7".into(), 8);
+        assert_ne!(fp(&forward), fp(&changed));
+        let mut swapped = forward;
+        swapped.insert("k1".into(), 2);
+        swapped.insert("k2".into(), 1);
+        assert_ne!(
+            fp(&swapped),
+            fp(&btree),
+            "swapping values between keys is a change"
+        );
+    }
+
+    #[test]
+    fn structs_ignore_field_order_and_type_names() {
+        let reordered = OrderReordered {
+            amount: 100,
+            note: None,
+            email: "a@example.com".into(),
+            tags: vec!["x".into(), "y".into()],
+        };
+        assert_eq!(fp(&order()), fp(&reordered));
+        let as_map = BTreeMap::from([
+            ("email", serde_json_like::Str("a@example.com")),
+            ("amount", serde_json_like::Int(100)),
+            ("tags", serde_json_like::List(&["x", "y"])),
+            ("note", serde_json_like::Null),
+        ]);
+        assert_eq!(
+            fp(&order()),
+            fp(&as_map),
+            "a struct equals a map of its fields"
+        );
+    }
+
+    #[test]
+    fn every_field_matters() {
+        let base = fp(&order());
+        let mut o = order();
+        o.amount = 101;
+        assert_ne!(fp(&o), base);
+        let mut o = order();
+        o.note = Some(String::new());
+        assert_ne!(fp(&o), base);
+        let mut o = order();
+        o.tags.reverse();
+        assert_ne!(fp(&o), base, "sequences keep their order");
+    }
+
+    #[test]
+    fn integers_of_every_width_agree_and_signs_differ() {
+        assert_eq!(fp(&5_u8), fp(&5_i64));
+        assert_eq!(fp(&5_u128), fp(&5_i32));
+        assert_ne!(fp(&-5_i32), fp(&5_i32));
+        assert_ne!(fp(&u128::MAX), fp(&i128::MIN));
+        assert_ne!(fp(&1_u32), fp(&1.0_f64));
+        assert_ne!(fp(&1_u32), fp(&true));
+    }
+
+    #[test]
+    fn floats_are_canonical() {
+        assert_eq!(fp(&0.0_f64), fp(&-0.0_f64));
+        assert_eq!(fp(&f64::NAN), fp(&-f64::NAN));
+        assert_eq!(fp(&1.5_f32), fp(&1.5_f64));
+        assert_ne!(fp(&1.5_f64), fp(&2.5_f64));
+    }
+
+    #[test]
+    fn options_variants_and_units_are_distinct() {
+        assert_ne!(fp(&None::<u8>), fp(&()));
+        assert_ne!(fp(&Some(1_u8)), fp(&1_u8));
+        assert_ne!(fp(&Shape::Unit), fp(&()));
+        assert_ne!(fp(&Shape::Pair(1, 2)), fp(&(1_u8, 2_u8)));
+        assert_ne!(
+            fp(&Shape::Rect { w: 1, h: 2 }),
+            fp(&Shape::Rect { w: 2, h: 1 })
+        );
+        assert_eq!(fp(&'x'), fp(&"x"));
+    }
+
+    #[test]
+    fn operation_name_separates_equal_values() {
+        let s = DefaultFingerprintStrategy;
+        assert_ne!(
+            s.compute_value("users.create", &1).expect("ok"),
+            s.compute_value("users.delete", &1).expect("ok")
+        );
+    }
+
+    #[test]
+    fn serialize_errors_are_reported_not_panicked() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("refused on purpose"))
+            }
+        }
+        assert_eq!(
+            DefaultFingerprintStrategy.compute_value("op", &(1, Refuses)),
+            Err(FingerprintError("refused on purpose".into()))
+        );
+        assert_eq!(
+            FingerprintError("x".into()).to_string(),
+            "cannot fingerprint the request: x"
+        );
+    }
+
+    /// A tiny JSON-like value to show that a struct equals a map with the same fields.
+    mod serde_json_like {
+        use serde::{Serialize, Serializer};
+
+        pub(super) enum V {
+            Str(&'static str),
+            Int(u64),
+            List(&'static [&'static str]),
+            Null,
+        }
+        pub(super) use V::{Int, List, Null, Str};
+
+        impl Serialize for V {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    Str(v) => s.serialize_str(v),
+                    Int(v) => s.serialize_u64(*v),
+                    List(v) => v.serialize(s),
+                    Null => s.serialize_none(),
+                }
+            }
+        }
+    }
+}

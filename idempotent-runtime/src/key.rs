@@ -1,0 +1,297 @@
+//! [`IdempotencyKey`]: the client's name for one logical request.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// A validated idempotency key: 1..=255 bytes of visible ASCII (`0x21..=0x7E`).
+///
+/// A key is never truncated or normalised: a key that does not meet the rules is refused with a
+/// [`KeyError`] that says why.
+///
+/// ```
+/// use idempotent_runtime::IdempotencyKey;
+///
+/// let key: IdempotencyKey = "order-7f3a".parse()?;
+/// assert_eq!(key.as_str(), "order-7f3a");
+/// assert!("has space".parse::<IdempotencyKey>().is_err());
+/// # Ok::<(), idempotent_runtime::KeyError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdempotencyKey(Box<str>);
+
+/// Why a string is not a valid [`IdempotencyKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key is empty.
+    #[error("idempotency key is empty")]
+    Empty,
+    /// The key is longer than [`MAX_KEY_LEN`] bytes.
+    #[error("idempotency key is {len} bytes long; at most 255 are allowed")]
+    TooLong {
+        /// The length of the refused key, in bytes.
+        len: usize,
+    },
+    /// The key holds a byte outside visible ASCII (`0x21..=0x7E`): a space, a control
+    /// character or a non-ASCII byte.
+    #[error(
+        "idempotency key has byte 0x{byte:02x} at position {position}; only visible ASCII \
+         (0x21..=0x7E) is allowed"
+    )]
+    InvalidByte {
+        /// The offending byte.
+        byte: u8,
+        /// Its position in the key, counted in bytes from 0.
+        position: usize,
+    },
+}
+
+impl IdempotencyKey {
+    /// Validates `key`.
+    ///
+    /// # Errors
+    /// [`KeyError`] when `key` is empty, longer than 255 bytes, or holds a byte outside
+    /// `0x21..=0x7E`.
+    ///
+    /// ```
+    /// use idempotent_runtime::{IdempotencyKey, KeyError};
+    ///
+    /// assert_eq!(IdempotencyKey::new(""), Err(KeyError::Empty));
+    /// assert!(IdempotencyKey::new("a7c1e9d2-0d4b-4f7a-9b1e-5c3f2a8d6e10").is_ok());
+    /// ```
+    pub fn new(key: &str) -> Result<Self, KeyError> {
+        Self::validate(key.as_bytes())?;
+        Ok(Self(key.into()))
+    }
+
+    /// Validates raw bytes, as they arrive in a header.
+    ///
+    /// # Errors
+    /// The same as [`IdempotencyKey::new`].
+    ///
+    /// ```
+    /// use idempotent_runtime::IdempotencyKey;
+    ///
+    /// assert!(IdempotencyKey::from_bytes(b"abc").is_ok());
+    /// assert!(IdempotencyKey::from_bytes("caf\u{e9}".as_bytes()).is_err());
+    /// ```
+    pub fn from_bytes(key: &[u8]) -> Result<Self, KeyError> {
+        Self::validate(key)?;
+        // Every byte is visible ASCII, so this is valid UTF-8.
+        let text = std::str::from_utf8(key).map_err(|e| KeyError::InvalidByte {
+            byte: key.get(e.valid_up_to()).copied().unwrap_or_default(),
+            position: e.valid_up_to(),
+        })?;
+        Ok(Self(text.into()))
+    }
+
+    fn validate(key: &[u8]) -> Result<(), KeyError> {
+        if key.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(KeyError::TooLong { len: key.len() });
+        }
+        match key.iter().position(|b| !(0x21..=0x7e).contains(b)) {
+            Some(position) => Err(KeyError::InvalidByte {
+                byte: key[position],
+                position,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The key as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A fresh random key (a UUID v4 in its hyphenated form), for clients that make their own.
+    ///
+    /// ```
+    /// use idempotent_runtime::IdempotencyKey;
+    ///
+    /// assert_eq!(IdempotencyKey::random().as_str().len(), 36);
+    /// assert_ne!(IdempotencyKey::random(), IdempotencyKey::random());
+    /// ```
+    #[cfg(feature = "uuid")]
+    #[must_use]
+    pub fn random() -> Self {
+        let mut buf = uuid::Uuid::encode_buffer();
+        Self(
+            uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut buf)
+                .into(),
+        )
+    }
+}
+
+/// A random UUID v4 key; see [`IdempotencyKey::random`].
+#[cfg(feature = "uuid")]
+impl Default for IdempotencyKey {
+    fn default() -> Self {
+        Self::random()
+    }
+}
+
+impl FromStr for IdempotencyKey {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for IdempotencyKey {
+    type Error = KeyError;
+
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = KeyError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::validate(s.as_bytes())?;
+        Ok(Self(s.into_boxed_str()))
+    }
+}
+
+impl AsRef<str> for IdempotencyKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IdempotencyKey").field(&&*self.0).finish()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for IdempotencyKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for IdempotencyKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_visible_ascii_up_to_255_bytes() {
+        let all: String = (0x21u8..=0x7e).map(char::from).collect();
+        assert_eq!(IdempotencyKey::new(&all).map(|k| k.to_string()), Ok(all));
+        let longest = "k".repeat(255);
+        assert_eq!(
+            IdempotencyKey::new(&longest).map(|k| k.as_str().len()),
+            Ok(255)
+        );
+        assert_eq!(
+            IdempotencyKey::new("x").map(|k| k.as_ref().to_owned()),
+            Ok("x".into())
+        );
+    }
+
+    #[test]
+    fn refuses_empty() {
+        assert_eq!(IdempotencyKey::new(""), Err(KeyError::Empty));
+        assert_eq!(IdempotencyKey::from_bytes(b""), Err(KeyError::Empty));
+    }
+
+    #[test]
+    fn refuses_256_bytes_without_truncating() {
+        let key = "k".repeat(256);
+        assert_eq!(
+            IdempotencyKey::new(&key),
+            Err(KeyError::TooLong { len: 256 })
+        );
+        assert_eq!(
+            KeyError::TooLong { len: 256 }.to_string(),
+            "idempotency key is 256 bytes long; at most 255 are allowed"
+        );
+    }
+
+    #[test]
+    fn refuses_control_characters_spaces_and_non_ascii() {
+        let cases: [(&str, u8, usize); 6] = [
+            ("a\nb", b'\n', 1),
+            ("\tab", b'\t', 0),
+            ("ab\u{7f}", 0x7f, 2),
+            ("a b", b' ', 1),
+            ("caf\u{e9}", 0xc3, 3),
+            ("\u{0}", 0, 0),
+        ];
+        for (key, byte, position) in cases {
+            assert_eq!(
+                IdempotencyKey::new(key),
+                Err(KeyError::InvalidByte { byte, position }),
+                "{key:?}"
+            );
+        }
+        assert_eq!(
+            KeyError::InvalidByte {
+                byte: b' ',
+                position: 1
+            }
+            .to_string(),
+            "idempotency key has byte 0x20 at position 1; only visible ASCII (0x21..=0x7E) is allowed"
+        );
+    }
+
+    #[test]
+    fn from_bytes_refuses_invalid_utf8() {
+        assert_eq!(
+            IdempotencyKey::from_bytes(&[b'a', 0xff]),
+            Err(KeyError::InvalidByte {
+                byte: 0xff,
+                position: 1
+            })
+        );
+    }
+
+    #[test]
+    fn conversions_agree() {
+        let parsed: IdempotencyKey = "abc".parse().expect("valid");
+        assert_eq!(IdempotencyKey::try_from("abc"), Ok(parsed.clone()));
+        assert_eq!(
+            IdempotencyKey::try_from(String::from("abc")),
+            Ok(parsed.clone())
+        );
+        assert_eq!(IdempotencyKey::try_from(String::from("a c")).ok(), None);
+        assert_eq!(format!("{parsed:?}"), "IdempotencyKey(\"abc\")");
+    }
+
+    #[cfg(feature = "uuid")]
+    #[test]
+    fn default_is_a_random_uuid_v4() {
+        let key = IdempotencyKey::default();
+        let text = key.as_str();
+        assert_eq!(text.len(), 36);
+        assert_eq!(text.as_bytes()[14], b'4', "version nibble of {text}");
+        assert_ne!(IdempotencyKey::default(), key);
+    }
+}

@@ -1,0 +1,540 @@
+//! [`MemoryStore`]: the embedded default store, sharded and bounded.
+//!
+//! Keys are spread over shards (128 by default), each an insertion-ordered hash map behind its
+//! own short-held mutex; no lock is ever held across an `.await` or while another is taken.
+//! There is no background task: expiry is lazy (an expired record is treated as absent when
+//! met) plus amortized sweeping (every call on a shard looks at the next two records of that
+//! shard's sweep cursor and drops them if they expired). A capacity bound on entries and on
+//! payload bytes refuses new claims with [`Error::CapacityExceeded`] — after one sweep of every
+//! shard that may hold expired records — and never evicts a live record, since eviction would
+//! let a retry run a side effect twice.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+
+use crate::store::{ExistingEntry, IdempotencyStore, InsertResult};
+use crate::sync::{AtomicUsize, Mutex, MutexGuard};
+use crate::{
+    CachedResponse, Clock, Completed, Error, FencingToken, Fingerprint, IdempotencyEntry,
+    IdempotencyKey, Processing, SystemClock, check_duration,
+};
+
+/// How many records each call looks at for expiry, on the shard it touches.
+const SWEEP_PER_CALL: usize = 2;
+
+/// An in-process [`IdempotencyStore`]: the default store.
+///
+/// Cheap to clone (clones share the records). Works on any async runtime.
+///
+/// ```
+/// use idempotent_runtime::{
+///     CachedResponse, DefaultFingerprintStrategy, FingerprintStrategy, IdempotencyEntry,
+///     IdempotencyKey, IdempotencyStore, InsertResult, MemoryStore,
+/// };
+///
+/// # async fn demo() -> Result<(), idempotent_runtime::Error> {
+/// let store = MemoryStore::builder().max_entries(100_000).max_bytes(64 << 20).build();
+/// let key: IdempotencyKey = "order-1".parse()?;
+/// let fp = DefaultFingerprintStrategy.compute("orders.pay", b"100 EUR");
+/// if let InsertResult::Claimed { fencing_token, entry } =
+///     store.try_insert(&key, IdempotencyEntry::new(fp)).await?
+/// {
+///     store.complete(&key, entry.complete(CachedResponse::from("paid")), fencing_token).await?;
+/// }
+/// assert_eq!(store.len(), 1);
+/// # Ok(())
+/// # }
+/// # futures_lite_block_on(demo());
+/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+/// Configures a [`MemoryStore`]; from [`MemoryStore::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct MemoryStoreBuilder {
+    shards: usize,
+    max_entries: usize,
+    max_bytes: usize,
+    clock: Arc<dyn Clock>,
+}
+
+struct Inner {
+    shards: Box<[Padded<Mutex<Shard>>]>,
+    hasher: foldhash::quality::RandomState,
+    clock: Arc<dyn Clock>,
+    max_entries: usize,
+    max_bytes: usize,
+    entries: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// Keeps each shard's lock on its own cache lines.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+struct Shard {
+    /// Boxed records keep the table's buckets small (32 bytes), so growing a shard moves
+    /// little memory and an idle slot costs little.
+    records: IndexMap<IdempotencyKey, Box<Record>, foldhash::quality::RandomState>,
+    /// The last fencing counter issued in this shard; every claim takes the next one.
+    counter: u64,
+    /// Where amortized sweeping looks next.
+    cursor: usize,
+    /// No record in this shard expires before this instant (milliseconds of the clock).
+    earliest_expiry: u64,
+}
+
+/// One record: 112 bytes and the payload.
+struct Record {
+    fingerprint: Fingerprint,
+    token: FencingToken,
+    /// Milliseconds of the store's clock; the record is dead from this instant on.
+    expires_at: u64,
+    state: State,
+}
+
+enum State {
+    Processing,
+    /// `None`: done, not replayable.
+    Completed(Option<CachedResponse>),
+}
+
+impl Record {
+    fn is_live(&self, now: u64) -> bool {
+        now < self.expires_at
+    }
+
+    fn payload_bytes(&self, key: &IdempotencyKey) -> usize {
+        let response = match &self.state {
+            State::Completed(Some(response)) => response.size(),
+            State::Completed(None) | State::Processing => 0,
+        };
+        key.as_str().len() + response
+    }
+
+    fn is_completed(&self) -> bool {
+        matches!(self.state, State::Completed(_))
+    }
+
+    /// The record as an entry. Its `ttl()` and `lease()` are the defaults, not the stored
+    /// record's: the store keeps only the instant the record dies.
+    fn to_existing(&self) -> ExistingEntry {
+        let entry = IdempotencyEntry::new(self.fingerprint);
+        match &self.state {
+            State::Processing => ExistingEntry::Processing(entry),
+            State::Completed(Some(response)) => {
+                ExistingEntry::Completed(entry.complete(response.clone()))
+            }
+            State::Completed(None) => ExistingEntry::Completed(entry.complete_not_replayable()),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A store with 128 shards, no capacity bound and the system clock.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Configures a store: shards, capacity bounds, clock.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            shards: 128,
+            max_entries: usize::MAX,
+            max_bytes: usize::MAX,
+            clock: Arc::new(SystemClock::new()),
+        }
+    }
+
+    /// The number of records held, live or expired but not yet swept.
+    ///
+    /// ```
+    /// use idempotent_runtime::MemoryStore;
+    ///
+    /// assert!(MemoryStore::new().is_empty());
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.entries.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store holds no record.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The payload bytes held (keys, result bodies and metadata) — what `max_bytes` bounds.
+    #[must_use]
+    pub fn payload_bytes(&self) -> usize {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Drops every expired record now, one shard at a time. Never needed for correctness
+    /// (expired records are treated as absent), only to give memory back early.
+    pub fn sweep(&self) {
+        let now = self.inner.now();
+        for shard in &*self.inner.shards {
+            let mut shard = shard.0.lock();
+            if shard.earliest_expiry <= now {
+                let len = shard.records.len();
+                self.inner.sweep(&mut shard, now, len);
+                #[cfg(feature = "tracing")]
+                tracing::trace!(
+                    dropped = len - shard.records.len(),
+                    "memory store swept a shard"
+                );
+                shard.earliest_expiry = shard
+                    .records
+                    .values()
+                    .map(|r| r.expires_at)
+                    .min()
+                    .unwrap_or(u64::MAX);
+            }
+        }
+    }
+
+    fn shard(&self, key: &IdempotencyKey) -> MutexGuard<'_, Shard> {
+        let hash = self.inner.hasher.hash_one(key);
+        // The high bits pick the shard; the map uses its own hasher for the low ones.
+        let index = usize::try_from(hash >> 32).unwrap_or_default() % self.inner.shards.len();
+        self.inner.shards[index].0.lock()
+    }
+
+    fn insert(
+        &self,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Processing>,
+    ) -> Result<InsertResult, Error> {
+        check_duration("ttl", entry.ttl())?;
+        check_duration("lease", entry.lease())?;
+        let mut swept = false;
+        loop {
+            let now = self.inner.now();
+            let mut shard = self.shard(key);
+            self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
+            let counter = shard.counter + 1;
+            let token = FencingToken::generate(counter);
+            let lease = millis(entry.lease());
+            let fresh = Record {
+                fingerprint: entry.fingerprint(),
+                token,
+                expires_at: now.saturating_add(lease),
+                state: State::Processing,
+            };
+            if let Some(record) = shard.records.get_mut(key) {
+                if record.is_live(now) {
+                    return Ok(InsertResult::Exists(record.to_existing()));
+                }
+                // A dead record (lapsed lease or expired TTL): take its place.
+                let freed = record.payload_bytes(key) - key.as_str().len();
+                **record = fresh;
+                self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
+            } else {
+                match self.inner.reserve(1, key.as_str().len()) {
+                    Ok(()) => {}
+                    Err(full) if swept => {
+                        #[cfg(feature = "tracing")]
+                        tracing::warn!(error = %full, "memory store refused a claim at its capacity bound");
+                        return Err(full);
+                    }
+                    Err(_) => {
+                        drop(shard);
+                        self.sweep();
+                        swept = true;
+                        continue;
+                    }
+                }
+                shard.records.insert(key.clone(), Box::new(fresh));
+            }
+            shard.counter = counter;
+            shard.earliest_expiry = shard.earliest_expiry.min(now.saturating_add(lease));
+            return Ok(InsertResult::Claimed {
+                fencing_token: token,
+                entry,
+            });
+        }
+    }
+
+    fn complete_sync(
+        &self,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Completed>,
+        token: FencingToken,
+    ) -> Result<(), Error> {
+        check_duration("ttl", entry.ttl())?;
+        let now = self.inner.now();
+        let mut shard = self.shard(key);
+        self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
+        let record = current_claim(&mut shard, key, token, now)?;
+        if record.is_completed() {
+            return Ok(()); // the same claim completed twice: the first result stands
+        }
+        let ttl = millis(entry.ttl());
+        let response = entry.into_response();
+        let added = response.as_ref().map_or(0, CachedResponse::size);
+        self.inner.reserve(0, added)?;
+        record.state = State::Completed(response);
+        record.expires_at = now.saturating_add(ttl);
+        shard.earliest_expiry = shard.earliest_expiry.min(now.saturating_add(ttl));
+        Ok(())
+    }
+
+    fn release_sync(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
+        let now = self.inner.now();
+        let mut shard = self.shard(key);
+        let record = current_claim(&mut shard, key, token, now)?;
+        if record.is_completed() {
+            return Err(Error::StaleFencingToken); // a completed record is never released
+        }
+        if let Some((index, stored_key, _)) = shard.records.get_full(key) {
+            let bytes = stored_key.as_str().len();
+            shard.records.swap_remove_index(index);
+            self.inner.unreserve(1, bytes);
+        }
+        Ok(())
+    }
+
+    fn renew_sync(
+        &self,
+        key: &IdempotencyKey,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        check_duration("lease", lease)?;
+        let now = self.inner.now();
+        let mut shard = self.shard(key);
+        let record = current_claim(&mut shard, key, token, now)?;
+        if record.is_completed() {
+            return Err(Error::StaleFencingToken); // only an in-flight claim has a lease
+        }
+        record.expires_at = now.saturating_add(millis(lease));
+        Ok(())
+    }
+
+    fn get_sync(&self, key: &IdempotencyKey) -> Option<ExistingEntry> {
+        let now = self.inner.now();
+        let shard = self.shard(key);
+        shard
+            .records
+            .get(key)
+            .filter(|r| r.is_live(now))
+            .map(|r| r.to_existing())
+    }
+}
+
+/// The live record of `key` if `token` names its claim.
+fn current_claim<'a>(
+    shard: &'a mut Shard,
+    key: &IdempotencyKey,
+    token: FencingToken,
+    now: u64,
+) -> Result<&'a mut Record, Error> {
+    match shard.records.get_mut(key) {
+        Some(record) if record.is_live(now) && record.token == token => Ok(&mut **record),
+        _ => Err(Error::StaleFencingToken),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Inner {
+    fn now(&self) -> u64 {
+        millis(self.clock.now())
+    }
+
+    /// Takes `entries` and `bytes` from the capacity budget, or refuses and takes nothing.
+    fn reserve(&self, entries: usize, bytes: usize) -> Result<(), Error> {
+        if entries > 0 {
+            let before = self.entries.fetch_add(entries, Ordering::Relaxed);
+            if before.saturating_add(entries) > self.max_entries {
+                self.entries.fetch_sub(entries, Ordering::Relaxed);
+                return Err(Error::CapacityExceeded {
+                    limit: "entries",
+                    max: self.max_entries,
+                });
+            }
+        }
+        let before = self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.max_bytes {
+            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.entries.fetch_sub(entries, Ordering::Relaxed);
+            return Err(Error::CapacityExceeded {
+                limit: "bytes",
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn unreserve(&self, entries: usize, bytes: usize) {
+        self.entries.fetch_sub(entries, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Looks at up to `budget` records from the shard's cursor and drops the dead ones.
+    fn sweep(&self, shard: &mut Shard, now: u64, budget: usize) {
+        if shard.earliest_expiry > now {
+            return;
+        }
+        for _ in 0..budget {
+            let len = shard.records.len();
+            if len == 0 {
+                return;
+            }
+            if shard.cursor >= len {
+                shard.cursor = 0;
+            }
+            let dead = shard
+                .records
+                .get_index(shard.cursor)
+                .filter(|(_, record)| !record.is_live(now))
+                .map(|(key, record)| record.payload_bytes(key));
+            match dead {
+                Some(bytes) => {
+                    // The last record moves into the cursor's slot; look at it next.
+                    shard.records.swap_remove_index(shard.cursor);
+                    self.unreserve(1, bytes);
+                }
+                None => shard.cursor += 1,
+            }
+        }
+    }
+}
+
+impl MemoryStoreBuilder {
+    /// The number of shards (rounded up to at least 1). Default 128.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
+    /// The most records the store holds; a claim past it is refused. Default: unbounded.
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// The most payload bytes (keys, result bodies and metadata) the store holds; a claim or
+    /// completion past it is refused. Default: unbounded.
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The clock that leases and TTLs are measured on. Default: [`SystemClock`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use idempotent_runtime::{ManualClock, MemoryStore};
+    ///
+    /// let clock = Arc::new(ManualClock::new());
+    /// let store = MemoryStore::builder().clock(clock.clone()).build();
+    /// ```
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the store.
+    #[must_use]
+    pub fn build(self) -> MemoryStore {
+        // Counters start at the wall clock in microseconds, so a restarted process keeps
+        // issuing larger fencing tokens than the one before it (unless it issued more than one
+        // claim per microsecond per shard).
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        let shards = (0..self.shards)
+            .map(|_| {
+                Padded(Mutex::new(Shard {
+                    records: IndexMap::with_hasher(foldhash::quality::RandomState::default()),
+                    counter: start,
+                    cursor: 0,
+                    earliest_expiry: u64::MAX,
+                }))
+            })
+            .collect();
+        MemoryStore {
+            inner: Arc::new(Inner {
+                shards,
+                hasher: foldhash::quality::RandomState::default(),
+                clock: self.clock,
+                max_entries: self.max_entries,
+                max_bytes: self.max_bytes,
+                entries: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.inner.shards.len())
+            .field("entries", &self.len())
+            .field("payload_bytes", &self.payload_bytes())
+            .field("max_entries", &self.inner.max_entries)
+            .field("max_bytes", &self.inner.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn try_insert(
+        &self,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Processing>,
+    ) -> Result<InsertResult, Error> {
+        self.insert(key, entry)
+    }
+
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Completed>,
+        token: FencingToken,
+    ) -> Result<(), Error> {
+        self.complete_sync(key, entry, token)
+    }
+
+    async fn release(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
+        self.release_sync(key, token)
+    }
+
+    async fn renew(
+        &self,
+        key: &IdempotencyKey,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        self.renew_sync(key, token, lease)
+    }
+
+    async fn get(&self, key: &IdempotencyKey) -> Result<Option<ExistingEntry>, Error> {
+        Ok(self.get_sync(key))
+    }
+}
