@@ -2,6 +2,11 @@
 //! time, over random sequences of claim / complete / release / renew / get / advance-clock.
 //! Zombie tokens (from earlier claims) are used as often as current ones.
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "the state machine reads best as one match"
+)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,7 +169,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                             }
                         }
                         (expected, got) => {
-                            prop_assert!(false, "step {step}: model {expected:?}, store {got:?}")
+                            prop_assert!(false, "step {step}: model {expected:?}, store {got:?}");
                         }
                     }
                 }
