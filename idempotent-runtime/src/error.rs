@@ -52,6 +52,17 @@ pub enum Error {
     /// A stored record could not be decoded. It is never treated as absent.
     #[error("stored idempotency record is corrupt: {0}")]
     Corrupt(String),
+    /// The handler panicked. Its claim is neither completed nor released (the side effect may
+    /// have run): it lapses at the end of its lease.
+    #[error("the idempotent handler panicked; its key is held until the lease lapses")]
+    HandlerPanicked,
+    /// The request with this key ran, but its result was too large or could not be
+    /// serialized, so it cannot be replayed. It will not run again.
+    #[error("the request with this idempotency key already ran, but its result cannot be replayed")]
+    NotReplayable,
+    /// `set_default_store` was called when a default store was already in place.
+    #[error("a default idempotency store is already installed")]
+    DefaultStoreAlreadySet,
 }
 
 /// The longest TTL or lease a store accepts: 365 days.

@@ -28,3 +28,26 @@ pub use response::CachedResponse;
 #[cfg(feature = "memory")]
 pub use store::memory::{MemoryStore, MemoryStoreBuilder};
 pub use store::{ExistingEntry, IdempotencyStore, InsertResult};
+
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+pub mod __private;
+#[cfg(feature = "macros")]
+mod claim;
+#[cfg(feature = "macros")]
+mod codec;
+#[cfg(feature = "macros")]
+mod default_store;
+#[cfg(feature = "macros")]
+mod execute;
+
+#[cfg(feature = "macros")]
+pub use claim::{ClaimHandle, current_claim};
+#[cfg(feature = "macros")]
+pub use codec::{CacheErrors, Disposition, Plain, ResultCodec};
+#[cfg(feature = "macros")]
+pub use default_store::{default_store, set_default_store};
+#[cfg(feature = "macros")]
+pub use execute::{Concurrency, DEFAULT_MAX_BODY, Idempotent, Spec, execute, storage_key};
+#[cfg(feature = "macros")]
+pub use idempotent_macros::idempotent;

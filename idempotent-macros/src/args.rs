@@ -1,0 +1,175 @@
+//! The attribute's options, parsed with their spans.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, LitStr, Token};
+
+use crate::duration;
+
+/// Where the key comes from.
+pub(crate) enum KeySource {
+    /// `key = header` / `key = header("X-Request-Id")`: HTTP mode.
+    Header(Span),
+    /// `key = <expr>`: plain mode.
+    Expr(Expr),
+}
+
+pub(crate) enum Concurrent {
+    Reject,
+    Wait(u64),
+}
+
+/// Every option, each with the span of its name so a duplicate can point at itself.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) key: Option<(Span, KeySource)>,
+    pub(crate) ttl: Option<(Span, u64)>,
+    pub(crate) lease: Option<(Span, u64)>,
+    pub(crate) store: Option<(Span, Expr)>,
+    pub(crate) skip: Option<(Span, Vec<Ident>)>,
+    pub(crate) fingerprint: Option<(Span, Vec<Expr>)>,
+    pub(crate) scope: Option<(Span, Expr)>,
+    pub(crate) name: Option<(Span, LitStr)>,
+    pub(crate) concurrent: Option<(Span, Concurrent)>,
+    pub(crate) cache_errors: Option<(Span, ())>,
+}
+
+const OPTIONS: &str = "`key`, `ttl`, `lease`, `store`, `skip`, `fingerprint`, `scope`, `name`, `concurrent`, `cache_errors`";
+
+impl Args {
+    /// Parses the attribute's arguments; errors are collected, not stopped at.
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Option<syn::Error>) -> Self {
+        let mut args = Self::default();
+        let parser = syn::meta::parser(|meta| {
+            if let Err(e) = args.option(&meta) {
+                push(errors, e);
+            }
+            Ok(())
+        });
+        if let Err(e) = syn::parse::Parser::parse2(parser, tokens) {
+            push(errors, e);
+        }
+        args
+    }
+
+    fn option(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        let Some(ident) = meta.path.get_ident() else {
+            return Err(meta.error(format!("unknown option; expected one of {OPTIONS}")));
+        };
+        let span = ident.span();
+        match ident.to_string().as_str() {
+            "key" => {
+                let expr: Expr = meta.value()?.parse()?;
+                set(&mut self.key, span, "key", key_source(expr))
+            }
+            "ttl" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                set(&mut self.ttl, span, "ttl", duration::parse(&lit)?)
+            }
+            "lease" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                set(&mut self.lease, span, "lease", duration::parse(&lit)?)
+            }
+            "store" => set(&mut self.store, span, "store", meta.value()?.parse()?),
+            "scope" => set(&mut self.scope, span, "scope", meta.value()?.parse()?),
+            "name" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                if lit.value().is_empty() {
+                    return Err(syn::Error::new(lit.span(), "`name` must not be empty"));
+                }
+                set(&mut self.name, span, "name", lit)
+            }
+            "skip" => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let names = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+                set(&mut self.skip, span, "skip", names.into_iter().collect())
+            }
+            "fingerprint" => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let fields = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+                if fields.is_empty() {
+                    return Err(syn::Error::new(
+                        span,
+                        "`fingerprint(…)` names no field; list the arguments or fields to hash, as in `fingerprint(order.amount)`",
+                    ));
+                }
+                set(
+                    &mut self.fingerprint,
+                    span,
+                    "fingerprint",
+                    fields.into_iter().collect(),
+                )
+            }
+            "concurrent" => {
+                let expr: Expr = meta.value()?.parse()?;
+                set(&mut self.concurrent, span, "concurrent", concurrent(&expr)?)
+            }
+            "cache_errors" => {
+                if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                    return Err(meta.error("`cache_errors` takes no value; write `cache_errors`"));
+                }
+                set(&mut self.cache_errors, span, "cache_errors", ())
+            }
+            other => Err(syn::Error::new(
+                span,
+                format!("unknown option `{other}`; expected one of {OPTIONS}"),
+            )),
+        }
+    }
+}
+
+fn set<T>(slot: &mut Option<(Span, T)>, span: Span, name: &str, value: T) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(
+            span,
+            format!("duplicate option `{name}`; give it once"),
+        ));
+    }
+    *slot = Some((span, value));
+    Ok(())
+}
+
+fn key_source(expr: Expr) -> KeySource {
+    match &expr {
+        Expr::Path(path) if path.path.is_ident("header") => {
+            KeySource::Header(path.path.segments[0].ident.span())
+        }
+        Expr::Call(call) => match &*call.func {
+            Expr::Path(path) if path.path.is_ident("header") => {
+                KeySource::Header(path.path.segments[0].ident.span())
+            }
+            _ => KeySource::Expr(expr),
+        },
+        _ => KeySource::Expr(expr),
+    }
+}
+
+fn concurrent(expr: &Expr) -> syn::Result<Concurrent> {
+    const EXPECTED: &str = "expected `concurrent = reject` or `concurrent = wait(\"5s\")`";
+    match expr {
+        Expr::Path(path) if path.path.is_ident("reject") => Ok(Concurrent::Reject),
+        Expr::Call(call) => match (&*call.func, call.args.first(), call.args.len()) {
+            (
+                Expr::Path(path),
+                Some(Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(lit),
+                    ..
+                })),
+                1,
+            ) if path.path.is_ident("wait") => Ok(Concurrent::Wait(duration::parse(lit)?)),
+            _ => Err(syn::Error::new_spanned(expr, EXPECTED)),
+        },
+        _ => Err(syn::Error::new_spanned(expr, EXPECTED)),
+    }
+}
+
+/// Adds `error` to the accumulator.
+pub(crate) fn push(errors: &mut Option<syn::Error>, error: syn::Error) {
+    match errors {
+        Some(existing) => existing.combine(error),
+        None => *errors = Some(error),
+    }
+}

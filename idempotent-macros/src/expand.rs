@@ -1,0 +1,267 @@
+//! Validation against the fn, and the thin expansion: extract the key, fingerprint the
+//! arguments, call `__private::execute` with the body as `async move { … }`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType};
+
+use crate::args::{Args, Concurrent, KeySource, push};
+
+/// Expands `item` with `args`, or returns every error found.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one list of independent checks, then the expansion"
+)]
+pub(crate) fn expand(
+    args: &Args,
+    item: &ItemFn,
+    mut errors: Option<syn::Error>,
+) -> Result<TokenStream, syn::Error> {
+    let sig = &item.sig;
+    if sig.asyncness.is_none() {
+        push(
+            &mut errors,
+            syn::Error::new(
+                sig.fn_token.span,
+                "`#[idempotent]` needs an `async fn`; add `async` before `fn`",
+            ),
+        );
+    }
+    let has_receiver = sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_)));
+    if has_receiver && args.name.is_none() {
+        push(
+            &mut errors,
+            syn::Error::new(
+                sig.ident.span(),
+                "a method needs a stable operation name, since two types may share a method name in one module: add `name = \"orders.pay\"`",
+            ),
+        );
+    }
+    if matches!(sig.output, ReturnType::Default) {
+        push(
+            &mut errors,
+            syn::Error::new(
+                sig.ident.span(),
+                "a plain `#[idempotent]` fn must return `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotent_runtime::Error>`",
+            ),
+        );
+    }
+    let bound = bound_arguments(item);
+    let key = match &args.key {
+        None => {
+            push(
+                &mut errors,
+                syn::Error::new(
+                    Span::call_site(),
+                    "missing option `key`: add `key = <expr>` (an argument or field holding the key, e.g. `key = req.idempotency_key`) or `key = header`",
+                ),
+            );
+            None
+        }
+        Some((_, KeySource::Header(span))) => {
+            push(
+                &mut errors,
+                syn::Error::new(
+                    *span,
+                    "`key = header` makes an axum handler, which needs the `axum` feature of `idempotent-runtime`; it is not available in this version: use `key = <expr>`",
+                ),
+            );
+            None
+        }
+        Some((_, KeySource::Expr(expr))) => Some(expr),
+    };
+    if let (Some((_, _)), Some((span, _))) = (&args.skip, &args.fingerprint) {
+        push(
+            &mut errors,
+            syn::Error::new(
+                *span,
+                "`skip(…)` and `fingerprint(…)` exclude each other: list what to hash with `fingerprint(…)`, or what to leave out with `skip(…)`",
+            ),
+        );
+    }
+    for name in args.skip.iter().flat_map(|(_, names)| names) {
+        if !bound.iter().any(|b| b == name) {
+            push(
+                &mut errors,
+                syn::Error::new(
+                    name.span(),
+                    format!(
+                        "`skip({name})` names no argument of this fn; arguments: {}",
+                        list(&bound)
+                    ),
+                ),
+            );
+        }
+    }
+    for field in args.fingerprint.iter().flat_map(|(_, fields)| fields) {
+        match root_ident(field) {
+            Some(root) if bound.iter().any(|b| b == root) => {}
+            _ => push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    field,
+                    format!(
+                        "`fingerprint(…)` must name arguments or their fields (like `order.amount`); arguments: {}",
+                        list(&bound)
+                    ),
+                ),
+            ),
+        }
+    }
+    if let Some(errors) = errors {
+        return Err(errors);
+    }
+    let Some(key) = key else {
+        return Ok(TokenStream::new());
+    };
+    let fingerprinted: Vec<Expr> = match &args.fingerprint {
+        Some((_, fields)) => fields.clone(),
+        None => {
+            // The argument the store comes from is never request content: skipped too.
+            let store_root = args.store.as_ref().and_then(|(_, e)| root_ident(e));
+            let skipped: Vec<&Ident> = args
+                .skip
+                .iter()
+                .flat_map(|(_, names)| names)
+                .chain(store_root)
+                .collect();
+            bound
+                .iter()
+                .filter(|b| !skipped.contains(b))
+                .map(|b| syn::parse_quote!(#b))
+                .collect()
+        }
+    };
+    Ok(body(args, item, key, &fingerprinted))
+}
+
+fn body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> TokenStream {
+    let rt = quote!(::idempotent_runtime::__private);
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let ReturnType::Type(_, ret) = &sig.output else {
+        return TokenStream::new();
+    };
+    let fn_name = sig.ident.to_string();
+    let operation = match &args.name {
+        Some((_, name)) => quote!(#name),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
+    };
+    let mut spec = quote!(#rt::Spec::new());
+    if let Some((_, ms)) = args.ttl {
+        spec = quote!(#spec.ttl(#rt::Duration::from_millis(#ms)));
+    }
+    if let Some((_, ms)) = args.lease {
+        spec = quote!(#spec.lease(#rt::Duration::from_millis(#ms)));
+    }
+    if let Some((_, Concurrent::Wait(ms))) = args.concurrent {
+        spec = quote!(#spec.concurrency(#rt::Concurrency::Wait(#rt::Duration::from_millis(#ms))));
+    }
+    let codec = if args.cache_errors.is_some() {
+        quote!(#rt::CacheErrors)
+    } else {
+        quote!(#rt::Plain)
+    };
+    let store = match &args.store {
+        Some((_, expr)) => quote_spanned! {expr.span()=>
+            let __idempotent_store_handle = #rt::store_handle(&(#expr));
+            let __idempotent_store: &dyn #rt::IdempotencyStore = &__idempotent_store_handle;
+        },
+        None => quote!(let __idempotent_store: &dyn #rt::IdempotencyStore = #rt::default_store();),
+    };
+    let scope = match &args.scope {
+        Some((_, expr)) => {
+            quote_spanned!(expr.span()=> ::core::option::Option::Some(::std::string::ToString::to_string(&(#expr))))
+        }
+        None => quote!(::core::option::Option::<::std::string::String>::None),
+    };
+    let checks = fingerprinted
+        .iter()
+        .map(|e| quote_spanned!(e.span()=> #rt::assert_fingerprintable(&#e);));
+    let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
+    let assert_result = quote_spanned!(ret.span()=> #rt::assert_result::<#ret, #codec>(););
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            static __IDEMPOTENT_SPEC: #rt::Spec = #spec;
+            #assert_result
+            let __idempotent_key = #into_key;
+            #(#checks)*
+            let __idempotent_fingerprint = #rt::fingerprint(#operation, &(#(&#fingerprinted,)*));
+            let __idempotent_scope = #scope;
+            #store
+            let __idempotent_body = #rt::typed::<#ret, _>(async move #block);
+            match (__idempotent_key, __idempotent_fingerprint) {
+                (::core::result::Result::Ok(key), ::core::result::Result::Ok(fingerprint)) => {
+                    #rt::execute::<#ret, #codec, _>(
+                        __idempotent_store,
+                        &__IDEMPOTENT_SPEC,
+                        #operation,
+                        ::core::option::Option::as_deref(&__idempotent_scope),
+                        &key,
+                        fingerprint,
+                        __idempotent_body,
+                    )
+                    .await
+                }
+                (::core::result::Result::Err(error), _) | (_, ::core::result::Result::Err(error)) => {
+                    <#codec as #rt::ResultCodec<#ret>>::error(error)
+                }
+            }
+        }
+    }
+}
+
+/// The identifiers the fn's argument patterns bind, in order (the receiver excluded).
+fn bound_arguments(item: &ItemFn) -> Vec<Ident> {
+    let mut out = Vec::new();
+    for arg in &item.sig.inputs {
+        if let FnArg::Typed(typed) = arg {
+            collect(&typed.pat, &mut out);
+        }
+    }
+    out
+}
+
+fn collect(pat: &Pat, out: &mut Vec<Ident>) {
+    match pat {
+        Pat::Ident(p) => {
+            out.push(p.ident.clone());
+            if let Some((_, sub)) = &p.subpat {
+                collect(sub, out);
+            }
+        }
+        Pat::Tuple(p) => p.elems.iter().for_each(|e| collect(e, out)),
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|e| collect(e, out)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| collect(&f.pat, out)),
+        Pat::Reference(p) => collect(&p.pat, out),
+        Pat::Type(p) => collect(&p.pat, out),
+        Pat::Paren(p) => collect(&p.pat, out),
+        Pat::Slice(p) => p.elems.iter().for_each(|e| collect(e, out)),
+        _ => {}
+    }
+}
+
+fn root_ident(expr: &Expr) -> Option<&Ident> {
+    match expr {
+        Expr::Path(p) => p.path.get_ident(),
+        Expr::Field(f) => root_ident(&f.base),
+        _ => None,
+    }
+}
+
+fn list(idents: &[Ident]) -> String {
+    if idents.is_empty() {
+        return "none".to_owned();
+    }
+    idents
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,118 @@
+//! How a handler's result becomes a stored [`CachedResponse`] and back: [`ResultCodec`].
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{CachedResponse, Error};
+
+/// What to do with a handler's result.
+#[derive(Debug)]
+pub enum Disposition {
+    /// Store this response and replay it to retries.
+    Complete(CachedResponse),
+    /// The side effect happened but the result cannot be kept (too large or unserializable):
+    /// complete as "done, not replayable".
+    NotReplayable,
+    /// Nothing was committed: release the claim so a retry may run again.
+    Release,
+}
+
+/// Turns results of type `R` into stored responses and back. Implemented by [`Plain`] and
+/// [`CacheErrors`] for `Result<T, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`#[idempotent]` on a plain async fn needs it to return `Result<T, E>`, not `{R}`",
+    label = "the return type must be `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotent_runtime::Error>`",
+    note = "with `cache_errors`, `E` must be `Serialize + DeserializeOwned` too"
+)]
+pub trait ResultCodec<R> {
+    /// What to do with `result`, given the largest body that may be stored.
+    fn encode(result: &R, max_body: usize) -> Disposition;
+    /// The result a stored response stands for.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the response cannot be decoded.
+    fn decode(response: &CachedResponse) -> Result<R, Error>;
+    /// The result that reports `error` to the caller.
+    fn error(error: Error) -> R;
+}
+
+/// Plain mode: `Ok` values are stored and replayed through `serde_json`; an `Err` releases the
+/// claim so a retry runs again (return an error only when nothing was committed).
+#[derive(Debug, Clone, Copy)]
+pub struct Plain;
+
+/// Plain mode with `cache_errors`: `Err` values are stored and replayed like `Ok` ones.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheErrors;
+
+/// Status of a stored `Ok` value in plain mode.
+const OK: u16 = 200;
+/// Status of a stored `Err` value in plain mode with `cache_errors`.
+const ERR: u16 = 500;
+
+fn encode_json<V: Serialize>(status: u16, value: &V, max_body: usize) -> Disposition {
+    match serde_json::to_vec(value) {
+        Ok(body) if body.len() <= max_body => {
+            Disposition::Complete(CachedResponse::new(status, body))
+        }
+        Ok(_) | Err(_) => Disposition::NotReplayable,
+    }
+}
+
+fn decode_json<V: DeserializeOwned>(response: &CachedResponse) -> Result<V, Error> {
+    serde_json::from_slice(response.body())
+        .map_err(|e| Error::Corrupt(format!("stored result does not decode: {e}")))
+}
+
+impl<T, E> ResultCodec<Result<T, E>> for Plain
+where
+    T: Serialize + DeserializeOwned,
+    E: From<Error>,
+{
+    fn encode(result: &Result<T, E>, max_body: usize) -> Disposition {
+        match result {
+            Ok(value) => encode_json(OK, value, max_body),
+            Err(_) => Disposition::Release,
+        }
+    }
+
+    fn decode(response: &CachedResponse) -> Result<Result<T, E>, Error> {
+        match response.status() {
+            OK => decode_json(response).map(Ok),
+            other => Err(Error::Corrupt(format!(
+                "stored plain result has status {other}"
+            ))),
+        }
+    }
+
+    fn error(error: Error) -> Result<T, E> {
+        Err(E::from(error))
+    }
+}
+
+impl<T, E> ResultCodec<Result<T, E>> for CacheErrors
+where
+    T: Serialize + DeserializeOwned,
+    E: From<Error> + Serialize + DeserializeOwned,
+{
+    fn encode(result: &Result<T, E>, max_body: usize) -> Disposition {
+        match result {
+            Ok(value) => encode_json(OK, value, max_body),
+            Err(error) => encode_json(ERR, error, max_body),
+        }
+    }
+
+    fn decode(response: &CachedResponse) -> Result<Result<T, E>, Error> {
+        match response.status() {
+            OK => decode_json(response).map(Ok),
+            ERR => decode_json(response).map(Err),
+            other => Err(Error::Corrupt(format!(
+                "stored plain result has status {other}"
+            ))),
+        }
+    }
+
+    fn error(error: Error) -> Result<T, E> {
+        Err(E::from(error))
+    }
+}

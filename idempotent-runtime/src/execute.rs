@@ -1,0 +1,499 @@
+//! The execution protocol (DESIGN §3): claim, run with a lease heartbeat, complete or release,
+//! replay, report conflicts. [`Idempotent`] is its public face; the macro calls
+//! `__private::execute`, the same function.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::claim::{ClaimState, Guarded};
+use crate::codec::{CacheErrors, Disposition, Plain, ResultCodec};
+use crate::{
+    DEFAULT_LEASE, DEFAULT_TTL, DefaultFingerprintStrategy, Error, ExistingEntry, FencingToken,
+    Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, Processing,
+    default_store,
+};
+
+/// The largest result kept for replay, unless configured: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// What a request does when another request with its key is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Answer at once with [`Error::InFlight`] (HTTP 409). The default.
+    Reject,
+    /// Wait up to this long for the other request to finish, then replay its result (or
+    /// [`Error::InFlight`] at the timeout).
+    Wait(Duration),
+}
+
+/// The options of an execution: what the attribute says. `const`-constructible, so the
+/// macro emits it as a `static`.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    ttl: Duration,
+    lease: Duration,
+    concurrency: Concurrency,
+    max_body: usize,
+}
+
+impl Spec {
+    /// The defaults: TTL 24 h, lease 30 s, reject concurrent requests, keep results up to
+    /// 1 MiB.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            ttl: DEFAULT_TTL,
+            lease: DEFAULT_LEASE,
+            concurrency: Concurrency::Reject,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// Sets the TTL.
+    #[must_use]
+    pub const fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets the lease.
+    #[must_use]
+    pub const fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets the policy for concurrent requests.
+    #[must_use]
+    pub const fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Sets the largest result kept for replay.
+    #[must_use]
+    pub const fn max_body(mut self, max_body: usize) -> Self {
+        self.max_body = max_body;
+        self
+    }
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The key a record is stored under: SHA-256 over the length-prefixed (version, operation,
+/// scope, client key), as 64 hex digits. Fixed length, no user bytes: no principal's key can
+/// meet another's, and no client can pick a Redis Cluster hash tag.
+///
+/// ```
+/// use idempotent_runtime::{storage_key, IdempotencyKey};
+///
+/// let key = IdempotencyKey::new("k")?;
+/// let alice = storage_key("orders.pay", Some("alice"), &key);
+/// let bob = storage_key("orders.pay", Some("bob"), &key);
+/// assert_ne!(alice, bob);
+/// assert_eq!(alice.as_str().len(), 64);
+/// # Ok::<(), idempotent_runtime::KeyError>(())
+/// ```
+#[must_use]
+pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -> IdempotencyKey {
+    let mut hasher = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    part(b"idempotent.key.v1");
+    part(operation.as_bytes());
+    match scope {
+        Some(scope) => {
+            part(b"scoped");
+            part(scope.as_bytes());
+        }
+        None => part(b"unscoped"),
+    }
+    part(key.as_str().as_bytes());
+    let digest = hasher.finalize();
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    IdempotencyKey::try_from(hex).unwrap_or_else(|_| key.clone())
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Runs `handler` at most once per key, per DESIGN §3. `R` is the handler's result and `C`
+/// how it is stored. Never panics; every failure is reported through `C::error`.
+pub async fn execute<R, C, F>(
+    store: &dyn IdempotencyStore,
+    spec: &Spec,
+    operation: &str,
+    scope: Option<&str>,
+    key: &IdempotencyKey,
+    fingerprint: Fingerprint,
+    handler: F,
+) -> R
+where
+    C: ResultCodec<R>,
+    F: Future<Output = R>,
+{
+    let stored_key = storage_key(operation, scope, key);
+    let entry = || {
+        IdempotencyEntry::new(fingerprint)
+            .with_ttl(spec.ttl)
+            .with_lease(spec.lease)
+    };
+    let deadline = match spec.concurrency {
+        Concurrency::Reject => None,
+        Concurrency::Wait(limit) => Some(tokio::time::Instant::now() + limit),
+    };
+    let mut backoff = Duration::from_millis(2);
+    loop {
+        let existing = match store.try_insert(&stored_key, entry()).await {
+            Err(e) => return C::error(e),
+            Ok(InsertResult::Claimed {
+                fencing_token,
+                entry,
+            }) => {
+                return run_claimed::<R, C, F>(
+                    store,
+                    spec,
+                    &stored_key,
+                    fencing_token,
+                    entry,
+                    handler,
+                )
+                .await;
+            }
+            Ok(InsertResult::Exists(existing)) => existing,
+        };
+        if existing.fingerprint() != fingerprint {
+            return C::error(Error::FingerprintMismatch);
+        }
+        if let ExistingEntry::Completed(done) = existing {
+            return replay::<R, C>(&done);
+        }
+        // In flight: reject, or wait for the holder and look again.
+        let Some(deadline) = deadline else {
+            return C::error(Error::InFlight);
+        };
+        loop {
+            if tokio::time::Instant::now() + backoff > deadline {
+                return C::error(Error::InFlight);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(100));
+            match store.get(&stored_key).await {
+                Err(e) => return C::error(e),
+                Ok(Some(ExistingEntry::Processing(_))) => {}
+                Ok(Some(ExistingEntry::Completed(done))) if done.fingerprint() == fingerprint => {
+                    return replay::<R, C>(&done);
+                }
+                Ok(Some(ExistingEntry::Completed(_))) => {
+                    return C::error(Error::FingerprintMismatch);
+                }
+                Ok(None) => break, // released or lapsed: try to claim it ourselves
+            }
+        }
+    }
+}
+
+fn replay<R, C: ResultCodec<R>>(done: &IdempotencyEntry<crate::Completed>) -> R {
+    match done.response() {
+        Some(response) => C::decode(response).unwrap_or_else(C::error),
+        None => C::error(Error::NotReplayable),
+    }
+}
+
+async fn run_claimed<R, C, F>(
+    store: &dyn IdempotencyStore,
+    spec: &Spec,
+    key: &IdempotencyKey,
+    token: FencingToken,
+    entry: IdempotencyEntry<Processing>,
+    handler: F,
+) -> R
+where
+    C: ResultCodec<R>,
+    F: Future<Output = R>,
+{
+    let claim = ClaimState::new(token);
+    let guarded = Guarded::new(handler, claim.clone());
+    let Ok(result) = with_heartbeat(store, key, token, spec.lease, &claim, guarded).await else {
+        // Panicked: the side effect may have run. Neither completed nor released: the claim
+        // lapses with its lease.
+        return C::error(Error::HandlerPanicked);
+    };
+    let completed = match C::encode(&result, spec.max_body) {
+        Disposition::Complete(response) => entry.complete(response),
+        Disposition::NotReplayable => entry.complete_not_replayable(),
+        Disposition::Release => {
+            // Fenced: a release with a stale token changes nothing. If it fails the claim
+            // lapses with its lease, which is just as safe.
+            let _ = store.release(key, token).await;
+            return result;
+        }
+    };
+    let fallback = completed.clone();
+    match complete_with_retry(store, key, completed, token).await {
+        Err(Error::StaleFencingToken) => C::error(Error::StaleFencingToken),
+        Err(Error::CapacityExceeded { .. }) => {
+            // The result does not fit: record that it happened, so retries never re-run it.
+            let _ = complete_with_retry(store, key, fallback.into_not_replayable(), token).await;
+            result
+        }
+        // Stored; or the store is unreachable after retries: the side effect happened and the
+        // caller gets its result, while the claim lapses with its lease (the documented risk
+        // of an unreachable store).
+        Ok(()) | Err(_) => result,
+    }
+}
+
+/// `complete`, retried with the same token when the reply is lost: completing the same claim
+/// twice is a no-op, so a retry after a lost success is harmless.
+async fn complete_with_retry(
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    entry: IdempotencyEntry<crate::Completed>,
+    token: FencingToken,
+) -> Result<(), Error> {
+    let mut attempt = 0;
+    loop {
+        match store.complete(key, entry.clone(), token).await {
+            Err(Error::StoreUnavailable(e)) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                let _ = e;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Polls `handler` while renewing the claim every `lease / 3`. A rejected renewal marks the
+/// claim lost (the handler sees it through [`crate::current_claim`]); a failed one is retried
+/// at the next tick.
+async fn with_heartbeat<F: Future>(
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    token: FencingToken,
+    lease: Duration,
+    claim: &Arc<ClaimState>,
+    handler: F,
+) -> F::Output {
+    let period = lease / 3;
+    let mut handler = pin!(handler);
+    let mut tick = pin!(tokio::time::sleep(period));
+    let mut renewal = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = handler.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        loop {
+            if let Some(pending) = renewal.as_mut() {
+                let Poll::Ready(result) = Future::poll(std::pin::Pin::as_mut(pending), cx) else {
+                    return Poll::Pending;
+                };
+                renewal = None;
+                match result {
+                    Ok(()) => claim.count_renewal(),
+                    Err(Error::StaleFencingToken) => claim.mark_lost(),
+                    Err(_) => {}
+                }
+                tick.as_mut().reset(tokio::time::Instant::now() + period);
+            } else {
+                if tick.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                renewal = Some(store.renew(key, token, lease));
+            }
+        }
+    })
+    .await
+}
+
+impl IdempotencyEntry<crate::Completed> {
+    fn into_not_replayable(self) -> Self {
+        let fingerprint = self.fingerprint();
+        IdempotencyEntry::new(fingerprint)
+            .with_ttl(self.ttl())
+            .with_lease(self.lease())
+            .complete_not_replayable()
+    }
+}
+
+/// Runs a fallible async operation at most once per idempotency key, without the macro.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use idempotent_runtime::{Error, Idempotent, IdempotencyKey, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// static CHARGES: AtomicUsize = AtomicUsize::new(0);
+/// let store = MemoryStore::new();
+/// let key = IdempotencyKey::new("order-42")?;
+/// let charge = || async {
+///     CHARGES.fetch_add(1, Ordering::SeqCst);
+///     Ok::<String, Error>("receipt #1".to_owned())
+/// };
+/// let op = Idempotent::new("orders.charge").store(&store);
+/// let first = op.run(&key, &(42, "EUR 10.00"), charge()).await?;
+/// let retry = op.run(&key, &(42, "EUR 10.00"), charge()).await?;
+/// assert_eq!((first.as_str(), retry.as_str()), ("receipt #1", "receipt #1"));
+/// assert_eq!(CHARGES.load(Ordering::SeqCst), 1);
+/// assert!(matches!(op.run(&key, &(42, "EUR 99.00"), charge()).await, Err(Error::FingerprintMismatch)));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Idempotent<'a> {
+    store: Option<&'a dyn IdempotencyStore>,
+    spec: Spec,
+    operation: &'a str,
+    scope: Option<String>,
+}
+
+impl<'a> Idempotent<'a> {
+    /// An operation named `operation` on the default store, with the defaults of [`Spec::new`].
+    #[must_use]
+    pub fn new(operation: &'a str) -> Self {
+        Self {
+            store: None,
+            spec: Spec::new(),
+            operation,
+            scope: None,
+        }
+    }
+
+    /// Uses `store` instead of the process-wide default.
+    #[must_use]
+    pub fn store(mut self, store: &'a dyn IdempotencyStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Keeps the keys of one tenant or principal apart from every other's.
+    #[must_use]
+    pub fn scope(mut self, scope: impl std::fmt::Display) -> Self {
+        self.scope = Some(scope.to_string());
+        self
+    }
+
+    /// How long a result is replayed. Default 24 h.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.spec = self.spec.ttl(ttl);
+        self
+    }
+
+    /// How long a claim holds without a heartbeat. Default 30 s.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.spec = self.spec.lease(lease);
+        self
+    }
+
+    /// What a request does while another with its key runs. Default [`Concurrency::Reject`].
+    #[must_use]
+    pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.spec = self.spec.concurrency(concurrency);
+        self
+    }
+
+    /// The largest result kept for replay. Default 1 MiB.
+    #[must_use]
+    pub fn max_body(mut self, max_body: usize) -> Self {
+        self.spec = self.spec.max_body(max_body);
+        self
+    }
+
+    /// The fingerprint of `request` for this operation.
+    ///
+    /// # Errors
+    /// [`Error::Fingerprint`] when `request` fails to serialize.
+    pub fn fingerprint<Q: Serialize + ?Sized>(&self, request: &Q) -> Result<Fingerprint, Error> {
+        Ok(DefaultFingerprintStrategy.compute_value(self.operation, request)?)
+    }
+
+    /// Runs `handler` once for `key` and `request` (what is fingerprinted); retries get the
+    /// stored `Ok` value. An `Err` releases the claim so a retry runs again.
+    ///
+    /// # Errors
+    /// The handler's own errors, and every [`Error`] of the protocol through `E: From<Error>`.
+    pub async fn run<T, E, Q, F>(
+        &self,
+        key: &IdempotencyKey,
+        request: &Q,
+        handler: F,
+    ) -> Result<T, E>
+    where
+        Q: Serialize + ?Sized,
+        F: Future<Output = Result<T, E>>,
+        Plain: ResultCodec<Result<T, E>>,
+    {
+        self.run_with::<_, Plain, _, _>(key, request, handler).await
+    }
+
+    /// Like [`Idempotent::run`], but `Err` values are stored and replayed too.
+    ///
+    /// # Errors
+    /// As [`Idempotent::run`].
+    pub async fn run_caching_errors<T, E, Q, F>(
+        &self,
+        key: &IdempotencyKey,
+        request: &Q,
+        handler: F,
+    ) -> Result<T, E>
+    where
+        Q: Serialize + ?Sized,
+        F: Future<Output = Result<T, E>>,
+        CacheErrors: ResultCodec<Result<T, E>>,
+    {
+        self.run_with::<_, CacheErrors, _, _>(key, request, handler)
+            .await
+    }
+
+    async fn run_with<R, C: ResultCodec<R>, Q: Serialize + ?Sized, F: Future<Output = R>>(
+        &self,
+        key: &IdempotencyKey,
+        request: &Q,
+        handler: F,
+    ) -> R {
+        let fingerprint = match self.fingerprint(request) {
+            Ok(fingerprint) => fingerprint,
+            Err(e) => return C::error(e),
+        };
+        let store = self.store.unwrap_or_else(|| default_store());
+        execute::<R, C, F>(
+            store,
+            &self.spec,
+            self.operation,
+            self.scope.as_deref(),
+            key,
+            fingerprint,
+            handler,
+        )
+        .await
+    }
+}
+
+impl std::fmt::Debug for Idempotent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotent")
+            .field("operation", &self.operation)
+            .field("scope", &self.scope)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
