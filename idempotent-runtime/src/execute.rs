@@ -244,12 +244,15 @@ where
             return result;
         }
     };
-    let fallback = completed.clone();
+    let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
     match complete_with_retry(store, key, completed, token).await {
         Err(Error::StaleFencingToken) => C::error(Error::StaleFencingToken),
         Err(Error::CapacityExceeded { .. }) => {
             // The result does not fit: record that it happened, so retries never re-run it.
-            let _ = complete_with_retry(store, key, fallback.into_not_replayable(), token).await;
+            let done = IdempotencyEntry::new(fingerprint)
+                .with_ttl(ttl)
+                .complete_not_replayable();
+            let _ = complete_with_retry(store, key, done, token).await;
             result
         }
         // Stored; or the store is unreachable after retries: the side effect happened and the
@@ -270,10 +273,9 @@ async fn complete_with_retry(
     let mut attempt = 0;
     loop {
         match store.complete(key, entry.clone(), token).await {
-            Err(Error::StoreUnavailable(e)) if attempt < 3 => {
+            Err(Error::StoreUnavailable(_)) if attempt < 3 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-                let _ = e;
             }
             other => return other,
         }
@@ -320,16 +322,6 @@ async fn with_heartbeat<F: Future>(
         }
     })
     .await
-}
-
-impl IdempotencyEntry<crate::Completed> {
-    fn into_not_replayable(self) -> Self {
-        let fingerprint = self.fingerprint();
-        IdempotencyEntry::new(fingerprint)
-            .with_ttl(self.ttl())
-            .with_lease(self.lease())
-            .complete_not_replayable()
-    }
 }
 
 /// Runs a fallible async operation at most once per idempotency key, without the macro.
