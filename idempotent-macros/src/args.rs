@@ -63,14 +63,8 @@ impl Args {
                 let expr: Expr = meta.value()?.parse()?;
                 set(&mut self.key, span, "key", key_source(expr))
             }
-            "ttl" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                set(&mut self.ttl, span, "ttl", duration::parse(&lit)?)
-            }
-            "lease" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                set(&mut self.lease, span, "lease", duration::parse(&lit)?)
-            }
+            "ttl" => set(&mut self.ttl, span, "ttl", duration_value(meta, "ttl")?),
+            "lease" => set(&mut self.lease, span, "lease", duration_value(meta, "lease")?),
             "store" => set(&mut self.store, span, "store", meta.value()?.parse()?),
             "scope" => set(&mut self.scope, span, "scope", meta.value()?.parse()?),
             "name" => {
@@ -130,6 +124,23 @@ fn set<T>(slot: &mut Option<(Span, T)>, span: Span, name: &str, value: T) -> syn
     }
     *slot = Some((span, value));
     Ok(())
+}
+
+/// `ttl = "24h"`: a string with a unit; a bare number gets a hint instead of syn's generic error.
+fn duration_value(meta: &ParseNestedMeta<'_>, option: &str) -> syn::Result<u64> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(lit),
+            ..
+        }) => duration::parse(lit),
+        _ => Err(syn::Error::new_spanned(
+            &expr,
+            format!(
+                "`{option}` takes a duration string with a unit: `{option} = \"24h\"` (units: ms, s, m, h, d)"
+            ),
+        )),
+    }
 }
 
 fn key_source(expr: Expr) -> KeySource {

@@ -184,7 +184,11 @@ fn body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> Token
         .iter()
         .map(|e| quote_spanned!(e.span()=> #rt::assert_fingerprintable(&#e);));
     let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
-    let assert_result = quote_spanned!(ret.span()=> #rt::assert_result::<#ret, #codec>(););
+    // A type whose well-formedness needs the codec: the error points at the return type.
+    let assert_result = quote_spanned! {ret.span()=>
+        let _: ::idempotent_runtime::__private::AssertResult<#ret, #codec> =
+            ::idempotent_runtime::__private::AssertResult::new();
+    };
     quote! {
         #(#attrs)*
         #vis #sig {

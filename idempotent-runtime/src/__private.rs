@@ -44,8 +44,17 @@ impl<T: Serialize + ?Sized> Fingerprintable for T {}
 /// Compile-time check that an argument can be fingerprinted; spanned at the argument.
 pub const fn assert_fingerprintable<T: Fingerprintable + ?Sized>(_: &T) {}
 
-/// Compile-time check that the fn's return type can be stored; spanned at the return type.
-pub const fn assert_result<R, C: ResultCodec<R>>() {}
+/// Compile-time check that the fn's return type can be stored: naming the type needs the
+/// bound, so the error points at the return type the type argument came from.
+pub struct AssertResult<R, C: ResultCodec<R>>(core::marker::PhantomData<fn() -> (R, C)>);
+
+impl<R, C: ResultCodec<R>> AssertResult<R, C> {
+    /// The witness.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(core::marker::PhantomData)
+    }
+}
 
 /// The fingerprint of the operation and its fingerprinted arguments.
 ///
