@@ -64,7 +64,12 @@ impl Args {
                 set(&mut self.key, span, "key", key_source(expr))
             }
             "ttl" => set(&mut self.ttl, span, "ttl", duration_value(meta, "ttl")?),
-            "lease" => set(&mut self.lease, span, "lease", duration_value(meta, "lease")?),
+            "lease" => set(
+                &mut self.lease,
+                span,
+                "lease",
+                duration_value(meta, "lease")?,
+            ),
             "store" => set(&mut self.store, span, "store", meta.value()?.parse()?),
             "scope" => set(&mut self.scope, span, "scope", meta.value()?.parse()?),
             "name" => {

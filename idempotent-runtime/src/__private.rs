@@ -51,6 +51,7 @@ pub struct AssertResult<R, C: ResultCodec<R>>(core::marker::PhantomData<fn() -> 
 impl<R, C: ResultCodec<R>> AssertResult<R, C> {
     /// The witness.
     #[must_use]
+    #[allow(clippy::new_without_default, reason = "only generated code builds it")]
     pub const fn new() -> Self {
         Self(core::marker::PhantomData)
     }

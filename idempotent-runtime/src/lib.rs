@@ -50,4 +50,5 @@ pub use default_store::{default_store, set_default_store};
 #[cfg(feature = "macros")]
 pub use execute::{Concurrency, DEFAULT_MAX_BODY, Idempotent, Spec, execute, storage_key};
 #[cfg(feature = "macros")]
+#[doc = include_str!("idempotent.md")]
 pub use idempotent_macros::idempotent;
