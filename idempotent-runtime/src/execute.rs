@@ -122,12 +122,16 @@ pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -
     }
     part(key.as_str().as_bytes());
     let digest = hasher.finalize();
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    let mut hex = [0u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
-    IdempotencyKey::try_from(hex).unwrap_or_else(|_| key.clone())
+    // Hex digits are visible ASCII, so neither step can fail; fall back to the key regardless.
+    std::str::from_utf8(&hex)
+        .ok()
+        .and_then(|hex| IdempotencyKey::new(hex).ok())
+        .unwrap_or_else(|| key.clone())
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -295,12 +299,14 @@ async fn with_heartbeat<F: Future>(
 ) -> F::Output {
     let period = lease / 3;
     let mut handler = pin!(handler);
-    let mut tick = pin!(tokio::time::sleep(period));
+    // Made at the first `Pending`: a handler that finishes in one poll never touches the timer.
+    let mut tick: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let mut renewal = None;
     poll_fn(|cx| {
         if let Poll::Ready(out) = handler.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
+        let tick = tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
         loop {
             if let Some(pending) = renewal.as_mut() {
                 let Poll::Ready(result) = Future::poll(std::pin::Pin::as_mut(pending), cx) else {
