@@ -27,6 +27,8 @@ pub use key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use response::CachedResponse;
 #[cfg(feature = "memory")]
 pub use store::memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "valkey")]
+pub use store::valkey::{ValkeyStore, ValkeyStoreBuilder};
 pub use store::{ExistingEntry, IdempotencyStore, InsertResult};
 
 #[cfg(feature = "macros")]

@@ -9,6 +9,8 @@ use crate::{Completed, Error, FencingToken, IdempotencyEntry, IdempotencyKey, Pr
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "valkey")]
+pub mod valkey;
 
 /// What [`IdempotencyStore::try_insert`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,516 @@
+//! [`ValkeyStore`]: the multi-node store on Valkey or Redis (>= 7), standalone or cluster.
+//!
+//! # What it guarantees, and under which settings
+//! - Every step (claim, complete, release, renew, get) is one Lua script, run atomically by
+//!   the server with EVALSHA (loaded once, reloaded transparently after `SCRIPT FLUSH` or a
+//!   restart). Leases are measured on the **server's** clock, so client clock skew does not
+//!   matter. Each script checks its arguments before its first write: Redis does not roll back
+//!   a script that fails half-way, so a refused call writes nothing.
+//! - Every record is one string value (a versioned binary format) under
+//!   `{prefix}{<hash of the key>}`: the hash tag comes from a SHA-256 of the key, so user bytes
+//!   never choose a cluster slot, and every script touches one slot. A claim's record expires
+//!   with its lease and a completed one with its TTL, on the server.
+//! - At connect the store refuses a server whose `maxmemory-policy` may evict (anything but
+//!   `noeviction`): an evicted claim lets a retry run the side effect twice. Under
+//!   `noeviction` a full server refuses writes cleanly ([`Error::StoreUnavailable`]); nothing is
+//!   half-written. Opt out with [`ValkeyStoreBuilder::allow_eviction`] only if you accept that.
+//! - Fencing: a claim's nonce is random (128 bits), so a completion, renewal or release from a
+//!   lapsed claim is rejected even if the server lost its data in between. The counter is the
+//!   server time in microseconds, or the previous claim's counter + 1 if larger: it increases
+//!   across claims of a key as long as the server clock does not step back.
+//!
+//! # What it cannot guarantee
+//! - **Durability is the server's.** With `appendonly no` a crash loses every record; use
+//!   `appendonly yes` with `appendfsync always` (every acknowledged write survives a crash) or
+//!   `everysec` (up to a second lost). A lost record lets a retry run again.
+//! - **Failover can lose acknowledged writes**: replication is asynchronous, so a claim or a
+//!   completion acknowledged by a primary that dies before replicating is gone on the promoted
+//!   replica (`WAIT` narrows the window, it does not close it).
+//! - **A paused process past its lease may run twice**: if a holder stalls (GC, SIGSTOP, a
+//!   partition) longer than its lease, another request reclaims the key and runs the side
+//!   effect. Fencing keeps the stored result the winner's; pass the fencing token downstream
+//!   so the downstream system can reject the zombie's writes too.
+//!
+//! ```no_run
+//! use idempotent_runtime::ValkeyStore;
+//!
+//! # async fn run() -> Result<(), idempotent_runtime::Error> {
+//! let store = ValkeyStore::connect("redis://127.0.0.1:6379").await?;
+//! let cluster = ValkeyStore::builder()
+//!     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"])
+//!     .prefix("payments:idem:")
+//!     .connect()
+//!     .await?;
+//! # let _ = (store, cluster);
+//! # Ok(())
+//! # }
+//! ```
+
+mod format;
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{RedisError, Script, ScriptInvocation, Value};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    Completed, Error, ExistingEntry, FencingToken, IdempotencyEntry, IdempotencyKey,
+    IdempotencyStore, InsertResult, Processing, check_duration,
+};
+use format::{State, decode_record, encode_record};
+
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("valkey/claim.lua")));
+static COMPLETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("valkey/complete.lua")));
+static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("valkey/release.lua")));
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("valkey/renew.lua")));
+static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("valkey/get.lua")));
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "idempotent:";
+/// The default timeout of every call (connect, and each script).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A store on Valkey or Redis >= 7; see the [module docs](self) for its guarantees.
+/// Cheap to clone (one multiplexed connection, shared).
+#[derive(Clone)]
+pub struct ValkeyStore {
+    connection: Connection,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Connection {
+    /// A multiplexed connection that reconnects by itself after the server comes back.
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for ValkeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValkeyStore")
+            .field(
+                "mode",
+                &match self.connection {
+                    Connection::Single(_) => "standalone",
+                    Connection::Cluster(_) => "cluster",
+                },
+            )
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Configures and connects a [`ValkeyStore`]. From [`ValkeyStore::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ValkeyStoreBuilder {
+    nodes: Vec<String>,
+    cluster: bool,
+    prefix: String,
+    timeout: Duration,
+    allow_eviction: bool,
+}
+
+impl ValkeyStoreBuilder {
+    /// A standalone server (or a proxy). `redis://[user:password@]host:port[/db]`; `rediss://`
+    /// for TLS.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.nodes = vec![url.into()];
+        self.cluster = false;
+        self
+    }
+
+    /// A Redis Cluster, reached through any of these nodes (same URL forms as [`Self::url`]).
+    pub fn cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.nodes = nodes.into_iter().map(Into::into).collect();
+        self.cluster = true;
+        self
+    }
+
+    /// The prefix of every key the store writes. Default [`DEFAULT_PREFIX`].
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The timeout of connecting and of every call. Default [`DEFAULT_TIMEOUT`]. A call that
+    /// times out is [`Error::StoreUnavailable`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects even when the server's `maxmemory-policy` may evict keys, or cannot be read
+    /// (`CONFIG` disabled). Eviction can delete a live claim or result and let a retry run the
+    /// side effect twice: opt in only if the server never reaches `maxmemory`.
+    pub fn allow_eviction(mut self) -> Self {
+        self.allow_eviction = true;
+        self
+    }
+
+    /// Connects and checks the server.
+    ///
+    /// # Errors
+    /// [`Error::StoreUnavailable`] when a URL is invalid, the server cannot be reached in time,
+    /// authentication fails, or its eviction policy may evict keys.
+    pub async fn connect(self) -> Result<ValkeyStore, Error> {
+        if self.nodes.is_empty() {
+            return Err(unavailable("no server URL given"));
+        }
+        if self.nodes.iter().any(|n| n.starts_with("rediss://")) {
+            // TLS needs a process-wide crypto provider; keep one the application installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let connection = tokio::time::timeout(self.timeout, self.open())
+            .await
+            .map_err(|_| unavailable(format!("could not connect within {:?}", self.timeout)))??;
+        let store = ValkeyStore {
+            connection,
+            prefix: self.prefix.into(),
+            timeout: self.timeout,
+        };
+        if !self.allow_eviction {
+            store.check_eviction_policy().await?;
+        }
+        Ok(store)
+    }
+
+    async fn open(&self) -> Result<Connection, Error> {
+        if self.cluster {
+            let client = redis::cluster::ClusterClientBuilder::new(self.nodes.clone())
+                .connection_timeout(self.timeout)
+                .response_timeout(self.timeout)
+                .build()
+                .map_err(|e| unavailable(format!("invalid cluster configuration: {e}")))?;
+            let connection = client.get_async_connection().await.map_err(from_redis)?;
+            return Ok(Connection::Cluster(connection));
+        }
+        let client = redis::Client::open(self.nodes[0].as_str())
+            .map_err(|e| unavailable(format!("invalid URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(from_redis)?;
+        Ok(Connection::Single(manager))
+    }
+}
+
+impl ValkeyStore {
+    /// Connects to a standalone server with the defaults: see [`ValkeyStoreBuilder::url`].
+    ///
+    /// # Errors
+    /// As [`ValkeyStoreBuilder::connect`].
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::builder().url(url).connect().await
+    }
+
+    /// A builder: prefix, timeout, cluster, eviction opt-out.
+    pub fn builder() -> ValkeyStoreBuilder {
+        ValkeyStoreBuilder {
+            nodes: Vec::new(),
+            cluster: false,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            allow_eviction: false,
+        }
+    }
+
+    /// The server key a record lives under: the prefix, then a hash tag made of the first
+    /// 128 bits of SHA-256 of the key, in hex. Public so operators can find a record.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), idempotent_runtime::Error> {
+    /// # let store = idempotent_runtime::ValkeyStore::connect("redis://127.0.0.1:6379").await?;
+    /// let key = idempotent_runtime::IdempotencyKey::new("order-42")?;
+    /// assert!(store.record_key(&key).starts_with("idempotent:{"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn record_key(&self, key: &IdempotencyKey) -> String {
+        let digest = Sha256::digest(key.as_str().as_bytes());
+        let mut out = String::with_capacity(self.prefix.len() + 34);
+        out.push_str(&self.prefix);
+        out.push('{');
+        for byte in &digest[..16] {
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        out.push('}');
+        out
+    }
+
+    async fn check_eviction_policy(&self) -> Result<(), Error> {
+        let mut command = redis::cmd("CONFIG");
+        command.arg("GET").arg("maxmemory-policy");
+        let reply = self
+            .timed(async {
+                match self.connection.clone() {
+                    Connection::Single(mut c) => c.req_packed_command(&command).await,
+                    Connection::Cluster(mut c) => c.req_packed_command(&command).await,
+                }
+            })
+            .await
+            .map_err(|e| {
+                unavailable(format!(
+                    "cannot read `maxmemory-policy` ({e}); if CONFIG is disabled on this server and it never evicts, connect with `allow_eviction()`"
+                ))
+            })?;
+        let mut strings = Vec::new();
+        flatten(&reply, &mut strings);
+        let policies: Vec<&String> = strings
+            .iter()
+            .filter(|s| s.as_str() != "maxmemory-policy")
+            .collect();
+        if policies.is_empty() {
+            return Err(unavailable(
+                "the server did not report its `maxmemory-policy`; connect with `allow_eviction()` if it never evicts",
+            ));
+        }
+        if let Some(policy) = policies.iter().find(|p| p.as_str() != "noeviction") {
+            return Err(unavailable(format!(
+                "the server's maxmemory-policy is `{policy}`, which may evict idempotency records and let a retry run twice; set `maxmemory-policy noeviction`, or connect with `allow_eviction()` to accept the risk"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no reply within {:?}", self.timeout),
+            ))),
+        }
+    }
+
+    async fn invoke(&self, invocation: ScriptInvocation<'_>) -> Result<Value, Error> {
+        // Both connections apply the response timeout themselves (set at connect).
+        let result = match self.connection.clone() {
+            Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
+            Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+        };
+        result.map_err(from_redis)
+    }
+}
+
+/// The record a reply carries: a bulk string, decoded; anything else is corrupt.
+fn record(value: Option<&Value>) -> Result<ExistingEntry, Error> {
+    match value {
+        Some(Value::BulkString(bytes)) => decode_record(bytes),
+        other => Err(Error::Corrupt(format!("unexpected record reply {other:?}"))),
+    }
+}
+
+/// The status word of a script reply (`"ok"`, `"stale"`, `"corrupt"`).
+fn status(reply: &Value) -> Result<(), Error> {
+    let word = match reply {
+        Value::BulkString(b) => b.as_slice(),
+        Value::SimpleString(s) => s.as_bytes(),
+        Value::Okay => b"ok",
+        other => return Err(Error::Corrupt(format!("unexpected reply {other:?}"))),
+    };
+    match word {
+        b"ok" => Ok(()),
+        b"stale" => Err(Error::StaleFencingToken),
+        b"corrupt" => Err(Error::Corrupt(
+            "valkey record has missing or malformed fields".to_owned(),
+        )),
+        other => Err(Error::Corrupt(format!(
+            "unexpected reply {:?}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
+}
+
+fn flatten(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => out.push(s.clone()),
+        Value::Array(items) | Value::Set(items) => items.iter().for_each(|v| flatten(v, out)),
+        Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            flatten(k, out);
+            flatten(v, out);
+        }),
+        _ => {}
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An integer in a script reply (Lua numbers come back as integers, TIME's parts as strings).
+fn number(value: Option<&Value>) -> Option<u64> {
+    match value? {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+fn unavailable(message: impl Into<String>) -> Error {
+    Error::StoreUnavailable(message.into().into())
+}
+
+/// A server or connection error in the vocabulary of the store trait.
+fn from_redis(e: RedisError) -> Error {
+    match e.code() {
+        Some("WRONGTYPE") => {
+            Error::Corrupt(format!("the record key holds another kind of value: {e}"))
+        }
+        Some("OOM") => unavailable(format!(
+            "the server is out of memory (maxmemory reached under noeviction); nothing was written: {e}"
+        )),
+        _ => Error::StoreUnavailable(Box::new(e)),
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    /// The scripts carry the largest accepted duration as a constant: it must be ours.
+    #[test]
+    fn scripts_know_the_largest_duration() {
+        let max = format!("local max = {}\n", crate::MAX_DURATION.as_millis());
+        for script in [
+            include_str!("valkey/claim.lua"),
+            include_str!("valkey/complete.lua"),
+            include_str!("valkey/renew.lua"),
+        ] {
+            assert!(script.contains(&max), "{script}");
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for ValkeyStore {
+    async fn try_insert(
+        &self,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Processing>,
+    ) -> Result<InsertResult, Error> {
+        check_duration("ttl", entry.ttl())?;
+        check_duration("lease", entry.lease())?;
+        let nonce: u128 = rand::random();
+        let value = encode_record(
+            entry.fingerprint(),
+            nonce,
+            millis(entry.ttl()),
+            State::Processing,
+        )?;
+        let record_key = self.record_key(key);
+        let mut invocation = CLAIM.prepare_invoke();
+        invocation
+            .key(&record_key)
+            .arg(value.as_slice())
+            .arg(millis(entry.ttl()))
+            .arg(millis(entry.lease()));
+        let items = match self.invoke(invocation).await? {
+            Value::Array(items) => items,
+            other => return Err(Error::Corrupt(format!("unexpected claim reply {other:?}"))),
+        };
+        match items.first() {
+            Some(Value::BulkString(tag)) if tag == b"claimed" => {
+                // The server time of the claim, in microseconds.
+                let counter = match (number(items.get(1)), number(items.get(2))) {
+                    (Some(seconds), Some(micros)) => seconds
+                        .checked_mul(1_000_000)
+                        .and_then(|s| s.checked_add(micros)),
+                    _ => None,
+                }
+                .ok_or_else(|| Error::Corrupt(format!("unexpected claim reply {items:?}")))?;
+                Ok(InsertResult::Claimed {
+                    fencing_token: FencingToken::new(counter, nonce),
+                    entry,
+                })
+            }
+            Some(Value::BulkString(tag)) if tag == b"exists" => {
+                Ok(InsertResult::Exists(record(items.get(1))?))
+            }
+            _ => Err(Error::Corrupt(format!("unexpected claim reply {items:?}"))),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Completed>,
+        token: FencingToken,
+    ) -> Result<(), Error> {
+        check_duration("ttl", entry.ttl())?;
+        let state = match entry.response() {
+            Some(response) => State::Completed(response),
+            None => State::NotReplayable,
+        };
+        let value = encode_record(
+            entry.fingerprint(),
+            token.nonce(),
+            millis(entry.ttl()),
+            state,
+        )?;
+        let record_key = self.record_key(key);
+        let mut invocation = COMPLETE.prepare_invoke();
+        invocation
+            .key(&record_key)
+            .arg(millis(entry.ttl()))
+            .arg(value.as_slice());
+        status(&self.invoke(invocation).await?)
+    }
+
+    async fn release(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
+        let record_key = self.record_key(key);
+        let mut invocation = RELEASE.prepare_invoke();
+        invocation
+            .key(&record_key)
+            .arg(token.nonce().to_be_bytes().as_slice());
+        status(&self.invoke(invocation).await?)
+    }
+
+    async fn renew(
+        &self,
+        key: &IdempotencyKey,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        check_duration("lease", lease)?;
+        let record_key = self.record_key(key);
+        let mut invocation = RENEW.prepare_invoke();
+        invocation
+            .key(&record_key)
+            .arg(token.nonce().to_be_bytes().as_slice())
+            .arg(millis(lease));
+        status(&self.invoke(invocation).await?)
+    }
+
+    async fn get(&self, key: &IdempotencyKey) -> Result<Option<ExistingEntry>, Error> {
+        let record_key = self.record_key(key);
+        let mut invocation = GET.prepare_invoke();
+        invocation.key(&record_key);
+        match self.invoke(invocation).await? {
+            Value::Nil => Ok(None),
+            value => record(Some(&value)).map(Some),
+        }
+    }
+}

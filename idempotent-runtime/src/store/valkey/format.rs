@@ -1,0 +1,294 @@
+//! The stored value format of [`super::ValkeyStore`]: one string value per record, versioned.
+//!
+//! Version 1 (all integers big-endian):
+//! ```text
+//! 0x01 | state: b'p' processing, b'c' completed, b'n' done-not-replayable
+//!      | fingerprint (16) | claim nonce (16) | TTL in ms u64
+//!      | for b'c': status u16 | header count u16
+//!                  | (name len u16, name, value len u32, value)* | body len u32 | body
+//! ```
+//! The scripts read only the first 34 bytes (version, state, nonce). Decoding checks every
+//! length against what is left: arbitrary bytes give an error, never a panic and never a
+//! partial record.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{CachedResponse, Completed, Error, ExistingEntry, Fingerprint, IdempotencyEntry};
+
+const VERSION: u8 = 1;
+
+/// The size of the fixed header: version, state, fingerprint, nonce, TTL.
+pub(crate) const HEADER: usize = 42;
+
+/// Encodes a record: `response` is `Some` for a completed record, `None` with `completed` for
+/// done-not-replayable, and `None` without it for processing.
+pub(crate) fn encode_record(
+    fingerprint: Fingerprint,
+    nonce: u128,
+    ttl_ms: u64,
+    state: State<'_>,
+) -> Result<Vec<u8>, Error> {
+    let size = match state {
+        State::Completed(response) => response.size() + 16,
+        State::Processing | State::NotReplayable => 0,
+    };
+    let mut out = Vec::with_capacity(HEADER + size);
+    out.push(VERSION);
+    out.push(match state {
+        State::Processing => b'p',
+        State::Completed(_) => b'c',
+        State::NotReplayable => b'n',
+    });
+    out.extend_from_slice(&fingerprint.to_bytes());
+    out.extend_from_slice(&nonce.to_be_bytes());
+    out.extend_from_slice(&ttl_ms.to_be_bytes());
+    if let State::Completed(response) = state {
+        encode_response(response, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// What a record holds besides its header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum State<'a> {
+    Processing,
+    Completed(&'a CachedResponse),
+    NotReplayable,
+}
+
+fn encode_response(response: &CachedResponse, out: &mut Vec<u8>) -> Result<(), Error> {
+    let too_large = |what: &str| Error::Corrupt(format!("response {what} too large to store"));
+    out.extend_from_slice(&response.status().to_be_bytes());
+    let count = u16::try_from(response.headers().len()).map_err(|_| too_large("header count"))?;
+    out.extend_from_slice(&count.to_be_bytes());
+    for (name, value) in response.headers() {
+        let len = u16::try_from(name.len()).map_err(|_| too_large("header name"))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        let len = u32::try_from(value.len()).map_err(|_| too_large("header value"))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    let len = u32::try_from(response.body().len()).map_err(|_| too_large("body"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(response.body());
+    Ok(())
+}
+
+/// The live record `bytes` encode.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes do not fit the format: an unreadable record is never
+/// treated as absent.
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<ExistingEntry, Error> {
+    decode(bytes).map_err(|what| Error::Corrupt(format!("valkey record: {what}")))
+}
+
+fn decode(bytes: &[u8]) -> Result<ExistingEntry, String> {
+    let mut input = Reader(bytes);
+    let [version, state] = input.array("header")?;
+    if version != VERSION {
+        return Err(format!("unknown format version {version}"));
+    }
+    let fingerprint = Fingerprint::from_bytes(input.array("fingerprint")?);
+    let _nonce: [u8; 16] = input.array("nonce")?;
+    let ttl_ms = u64::from_be_bytes(input.array("TTL")?);
+    if ttl_ms == 0 {
+        return Err("TTL is zero".to_owned());
+    }
+    let entry =
+        IdempotencyEntry::new(fingerprint).with_ttl(std::time::Duration::from_millis(ttl_ms));
+    let existing = match state {
+        b'p' => ExistingEntry::Processing(entry),
+        b'n' => ExistingEntry::Completed(entry.complete_not_replayable()),
+        b'c' => {
+            let response = decode_response(&mut input)?;
+            let done: IdempotencyEntry<Completed> = entry.complete(response);
+            ExistingEntry::Completed(done)
+        }
+        other => return Err(format!("unknown state byte {other}")),
+    };
+    if !input.0.is_empty() {
+        return Err(format!("{} trailing bytes", input.0.len()));
+    }
+    Ok(existing)
+}
+
+fn decode_response(input: &mut Reader<'_>) -> Result<CachedResponse, String> {
+    let status = u16::from_be_bytes(input.array("status")?);
+    let count = u16::from_be_bytes(input.array("header count")?);
+    let mut headers = Vec::with_capacity(usize::from(count).min(64));
+    for _ in 0..count {
+        let len = u16::from_be_bytes(input.array("header name length")?);
+        let name = input.take(usize::from(len), "header name")?;
+        let name = std::str::from_utf8(name).map_err(|_| "header name is not UTF-8".to_owned())?;
+        let len = u32::from_be_bytes(input.array("header value length")?);
+        let value = input.take(widen(len), "header value")?;
+        headers.push((name.to_owned(), Bytes::copy_from_slice(value)));
+    }
+    let len = u32::from_be_bytes(input.array("body length")?);
+    let body = input.take(widen(len), "body")?;
+    let mut response = CachedResponse::new(status, BytesMut::from(body).freeze());
+    for (name, value) in headers {
+        response = response.with_header(name, value);
+    }
+    Ok(response)
+}
+
+fn widen(len: u32) -> usize {
+    usize::try_from(len).unwrap_or(usize::MAX)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!(
+                "truncated at the {what}: {n} bytes needed, {} left",
+                self.0.len()
+            ));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        let bytes = self.take(N, what)?;
+        let mut out = [0; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completed(response: &CachedResponse) -> Vec<u8> {
+        encode_record(
+            Fingerprint::from_u128(9),
+            5,
+            1000,
+            State::Completed(response),
+        )
+        .expect("encodes")
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let response = CachedResponse::new(201, "body")
+            .with_header("content-type", "application/json")
+            .with_header("x-repeat", "1")
+            .with_header("x-repeat", "2");
+        let Ok(ExistingEntry::Completed(done)) = decode_record(&completed(&response)) else {
+            panic!("not completed");
+        };
+        assert_eq!(done.response(), Some(&response));
+        assert_eq!(done.fingerprint(), Fingerprint::from_u128(9));
+        assert_eq!(done.ttl(), std::time::Duration::from_secs(1));
+        let fp = Fingerprint::from_u128(3);
+        let processing = encode_record(fp, 5, 1000, State::Processing).expect("encodes");
+        assert_eq!(processing.len(), HEADER);
+        assert!(
+            matches!(decode_record(&processing), Ok(ExistingEntry::Processing(e)) if e.fingerprint() == fp)
+        );
+        let gone = encode_record(fp, 5, 1000, State::NotReplayable).expect("encodes");
+        assert!(
+            matches!(decode_record(&gone), Ok(ExistingEntry::Completed(e)) if e.response().is_none())
+        );
+    }
+
+    #[test]
+    fn golden_bytes_pin_version_1() {
+        let response = CachedResponse::new(200, "hi").with_header("a", "b");
+        let bytes = completed(&response);
+        let mut expected = vec![1, b'c'];
+        expected.extend_from_slice(&Fingerprint::from_u128(9).to_bytes());
+        expected.extend_from_slice(&5u128.to_be_bytes());
+        expected.extend_from_slice(&1000u64.to_be_bytes());
+        expected.extend_from_slice(&[
+            0, 200, 0, 1, 0, 1, b'a', 0, 0, 0, 1, b'b', 0, 0, 0, 2, b'h', b'i',
+        ]);
+        assert_eq!(bytes, expected);
+        // The scripts find the nonce at bytes 19..=34 (1-based).
+        assert_eq!(bytes[18..34], 5u128.to_be_bytes());
+    }
+
+    #[test]
+    fn truncation_trailing_bytes_and_unknown_versions_are_corrupt() {
+        let bytes = completed(&CachedResponse::new(200, "hello"));
+        for cut in 0..bytes.len() {
+            assert!(
+                matches!(decode_record(&bytes[..cut]), Err(Error::Corrupt(_))),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_record(&longer).is_err());
+        let mut other = bytes.clone();
+        other[0] = 2;
+        assert!(matches!(decode_record(&other), Err(Error::Corrupt(m)) if m.contains("version 2")));
+        let mut state = bytes.clone();
+        state[1] = b'z';
+        assert!(decode_record(&state).is_err());
+        let mut zero_ttl = bytes;
+        zero_ttl[34..42].copy_from_slice(&[0; 8]);
+        assert!(decode_record(&zero_ttl).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Arbitrary bytes never panic the decoder: a record or `Corrupt`.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            match decode_record(&bytes) {
+                Ok(_) | Err(Error::Corrupt(_)) => {}
+                Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+            }
+        }
+
+        /// Arbitrary bytes behind a valid header exercise the response decoder.
+        #[test]
+        fn arbitrary_responses_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let mut bytes = encode_record(Fingerprint::from_u128(1), 1, 1, State::Processing)
+                .expect("encodes");
+            bytes[1] = b'c';
+            bytes.extend_from_slice(&tail);
+            let _ = decode_record(&bytes);
+        }
+
+        /// Valid records round-trip; with one byte flipped they decode or report, never panic.
+        #[test]
+        fn mutated_records_never_panic(
+            status in any::<u16>(),
+            headers in proptest::collection::vec(("[a-z-]{0,12}", proptest::collection::vec(any::<u8>(), 0..16)), 0..4),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            flip in any::<(usize, u8)>(),
+        ) {
+            let mut response = CachedResponse::new(status, body);
+            for (name, value) in headers {
+                response = response.with_header(name, value);
+            }
+            let mut bytes = encode_record(Fingerprint::from_u128(2), 3, 60_000, State::Completed(&response))
+                .expect("encodes");
+            let Ok(ExistingEntry::Completed(done)) = decode_record(&bytes) else {
+                return Err(TestCaseError::fail("did not round-trip"));
+            };
+            prop_assert_eq!(done.response(), Some(&response));
+            let at = flip.0 % bytes.len();
+            bytes[at] ^= flip.1 | 1;
+            let _ = decode_record(&bytes);
+        }
+    }
+}
