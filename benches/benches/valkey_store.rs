@@ -7,7 +7,7 @@
 //! so its target is half the ceiling's calls/s; a replay is one script.
 #![allow(missing_docs, clippy::cast_precision_loss, reason = "benchmark binary")]
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use idempotent_benches::{BODY, body, compare, fingerprint, keys, timed};
@@ -93,6 +93,104 @@ fn ceiling(rt: &Runtime, connection: &MultiplexedConnection, n: usize) -> (usize
     })
 }
 
+/// The store's own two scripts called directly: splits the gap to the ceiling into server
+/// work (the scripts) and the store's client work.
+async fn bare_scripts(connection: &mut MultiplexedConnection, i: usize, key: &IdempotencyKey) {
+    static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(include_str!(
+            "../../idempotent-runtime/src/store/valkey/claim.lua"
+        ))
+    });
+    static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(include_str!(
+            "../../idempotent-runtime/src/store/valkey/complete.lua"
+        ))
+    });
+    let mut record = vec![1u8, b'p'];
+    record.extend_from_slice(&[0u8; 40]);
+    let k = format!("bare:{{{key}}}");
+    let _: redis::Value = CLAIM
+        .key(&k)
+        .arg(record.as_slice())
+        .arg(600_000)
+        .arg(30_000)
+        .invoke_async(connection)
+        .await
+        .expect("claim");
+    record[1] = b'c';
+    record.extend_from_slice(&body(BODY + 10, i));
+    let _: redis::Value = COMPLETE
+        .key(&k)
+        .arg(600_000)
+        .arg(record.as_slice())
+        .invoke_async(connection)
+        .await
+        .expect("complete");
+}
+
+fn claim_complete_rows(rt: &Runtime, store: &ValkeyStore, connection: &MultiplexedConnection) {
+    compare(
+        "claim+complete (2 scripts) vs ceiling calls",
+        REPS,
+        0.50,
+        || {
+            let pool = Arc::new(keys(OPS));
+            let store = store.clone();
+            run(rt, OPS, move |i| {
+                let (store, pool) = (store.clone(), pool.clone());
+                async move { claim_complete(&store, i, &pool[i]).await }
+            })
+        },
+        || ceiling(rt, connection, OPS),
+    );
+    compare(
+        "  (the same 2 scripts, bare redis-rs, no store client)",
+        REPS,
+        0.50,
+        || {
+            let pool = Arc::new(keys(OPS));
+            let connection = connection.clone();
+            run(rt, OPS, move |i| {
+                let (pool, mut connection) = (pool.clone(), connection.clone());
+                async move { bare_scripts(&mut connection, i, &pool[i]).await }
+            })
+        },
+        || ceiling(rt, connection, OPS),
+    );
+}
+
+fn replay_row(rt: &Runtime, store: &ValkeyStore, connection: &MultiplexedConnection) {
+    let hot = keys(1_000);
+    rt.block_on(async {
+        for (i, k) in hot.iter().enumerate() {
+            claim_complete(store, i, k).await;
+        }
+    });
+    let hot = Arc::new(hot);
+    compare(
+        "replay (1 script) vs ceiling calls",
+        REPS,
+        1.00,
+        || {
+            let (store, hot) = (store.clone(), hot.clone());
+            run(rt, OPS, move |i| {
+                let (store, hot) = (store.clone(), hot.clone());
+                async move {
+                    let k = i % hot.len();
+                    let entry = IdempotencyEntry::new(fingerprint(k)).with_ttl(TTL);
+                    match store.try_insert(&hot[k], entry).await {
+                        Ok(InsertResult::Exists(ExistingEntry::Completed(done))) => {
+                            std::hint::black_box(done.response().map(CachedResponse::size));
+                        }
+                        other => panic!("not a replay: {other:?}"),
+                    }
+                }
+            })
+        },
+        || ceiling(rt, connection, OPS),
+    );
+}
+
 fn main() {
     let server = RedisServer::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -112,49 +210,6 @@ fn main() {
     println!(
         "ValkeyStore vs redis-rs EVALSHA (HGET+HSET+PEXPIRE), {TASKS} tasks, one multiplexed connection each, medians of {REPS}"
     );
-
-    compare(
-        "claim+complete (2 scripts) vs ceiling calls",
-        REPS,
-        0.50,
-        || {
-            let pool = Arc::new(keys(OPS));
-            let store = store.clone();
-            run(&rt, OPS, move |i| {
-                let (store, pool) = (store.clone(), pool.clone());
-                async move { claim_complete(&store, i, &pool[i]).await }
-            })
-        },
-        || ceiling(&rt, &connection, OPS),
-    );
-
-    let hot = keys(1_000);
-    rt.block_on(async {
-        for (i, k) in hot.iter().enumerate() {
-            claim_complete(&store, i, k).await;
-        }
-    });
-    let hot = Arc::new(hot);
-    compare(
-        "replay (1 script) vs ceiling calls",
-        REPS,
-        1.00,
-        || {
-            let (store, hot) = (store.clone(), hot.clone());
-            run(&rt, OPS, move |i| {
-                let (store, hot) = (store.clone(), hot.clone());
-                async move {
-                    let k = i % hot.len();
-                    let entry = IdempotencyEntry::new(fingerprint(k)).with_ttl(TTL);
-                    match store.try_insert(&hot[k], entry).await {
-                        Ok(InsertResult::Exists(ExistingEntry::Completed(done))) => {
-                            std::hint::black_box(done.response().map(CachedResponse::size));
-                        }
-                        other => panic!("not a replay: {other:?}"),
-                    }
-                }
-            })
-        },
-        || ceiling(&rt, &connection, OPS),
-    );
+    claim_complete_rows(&rt, &store, &connection);
+    replay_row(&rt, &store, &connection);
 }

@@ -74,6 +74,37 @@ impl RedisServer {
         wait_until_ready(self.port, self.extra.iter().any(|a| a == "--requirepass"));
     }
 
+    /// Starts a server that also listens with TLS on a second port, with a certificate for
+    /// `127.0.0.1` signed by a fresh test CA (made with `openssl`). Returns the server, the
+    /// TLS port and the CA certificate (PEM).
+    #[must_use]
+    pub fn start_tls() -> (Self, u16, Vec<u8>) {
+        let tls_port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "idempotent-redis-tls-{}-{tls_port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let ca = tls_certificates(&dir);
+        let path = |name: &str| dir.join(name).display().to_string();
+        let port = tls_port.to_string();
+        let (cert, key, ca_file) = (path("server.crt"), path("server.key"), path("ca.crt"));
+        let server = Self::start_with(&[
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        (server, tls_port, ca)
+    }
+
     /// The port it listens on.
     #[must_use]
     pub fn port(&self) -> u16 {
@@ -215,6 +246,84 @@ impl RedisCluster {
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
+}
+
+/// Makes a test CA and a server certificate for `127.0.0.1` in `dir`; returns the CA (PEM).
+fn tls_certificates(dir: &std::path::Path) -> Vec<u8> {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("cannot run `openssl`: the TLS test needs it on PATH");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=idempotent test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write ext.cnf");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    std::fs::read(dir.join("ca.crt")).expect("read ca.crt")
 }
 
 /// A port that is free now, with its cluster bus port (+10000) free too.

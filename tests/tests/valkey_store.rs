@@ -47,7 +47,7 @@ fn key(text: &str) -> IdempotencyKey {
 fn entry(n: u128) -> IdempotencyEntry {
     IdempotencyEntry::new(Fingerprint::from_u128(n))
         .with_lease(Duration::from_secs(5))
-        .with_ttl(Duration::from_secs(60))
+        .with_ttl(Duration::from_mins(1))
 }
 
 async fn connect(server: &RedisServer) -> ValkeyStore {
@@ -126,6 +126,44 @@ async fn authenticates_from_the_url() {
         .await
         .expect_err("no password");
     assert!(matches!(none, Error::StoreUnavailable(_)), "{none:?}");
+}
+
+#[tokio::test]
+async fn connects_over_tls_with_a_private_ca() {
+    let (server, tls_port, ca) = RedisServer::start_tls();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let store = ValkeyStore::builder()
+        .url(&url)
+        .tls_root_certificate(ca)
+        .connect()
+        .await
+        .expect("TLS with the test CA");
+    let count = AtomicUsize::new(0);
+    let k = key("tls");
+    assert_eq!(
+        charge(&store, &k, &count).await.ok().as_deref(),
+        Some("charge #1")
+    );
+    assert_eq!(
+        charge(&store, &k, &count).await.ok().as_deref(),
+        Some("charge #1")
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    // The record is on the server the plain port also reaches.
+    let stored = storage_key("valkey.charge", None, &k);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(store.record_key(&stored))
+        .query(&mut server.client())
+        .expect("EXISTS");
+    assert!(exists);
+    // Without the CA the server's certificate is not trusted.
+    let err = ValkeyStore::builder()
+        .url(&url)
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect_err("untrusted certificate");
+    assert!(matches!(err, Error::StoreUnavailable(_)), "{err:?}");
 }
 
 #[tokio::test]
@@ -569,7 +607,7 @@ async fn leases_run_on_the_server_clock() {
     let k = key("server-clock");
     let short = IdempotencyEntry::new(Fingerprint::from_u128(1))
         .with_lease(Duration::from_millis(200))
-        .with_ttl(Duration::from_secs(60));
+        .with_ttl(Duration::from_mins(1));
     let InsertResult::Claimed {
         fencing_token: first,
         ..

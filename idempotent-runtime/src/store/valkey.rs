@@ -117,6 +117,7 @@ pub struct ValkeyStoreBuilder {
     prefix: String,
     timeout: Duration,
     allow_eviction: bool,
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl ValkeyStoreBuilder {
@@ -149,6 +150,13 @@ impl ValkeyStoreBuilder {
     /// times out is [`Error::StoreUnavailable`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Trusts this CA certificate (PEM) for `rediss://` instead of the public web roots: for
+    /// servers whose certificate a private CA signed.
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
         self
     }
 
@@ -188,17 +196,29 @@ impl ValkeyStoreBuilder {
     }
 
     async fn open(&self) -> Result<Connection, Error> {
+        let certificates = || redis::TlsCertificates {
+            client_tls: None,
+            root_cert: self.root_certificate.clone(),
+        };
         if self.cluster {
-            let client = redis::cluster::ClusterClientBuilder::new(self.nodes.clone())
+            let mut builder = redis::cluster::ClusterClientBuilder::new(self.nodes.clone())
                 .connection_timeout(self.timeout)
-                .response_timeout(self.timeout)
+                .response_timeout(self.timeout);
+            if self.root_certificate.is_some() {
+                builder = builder.certs(certificates());
+            }
+            let client = builder
                 .build()
                 .map_err(|e| unavailable(format!("invalid cluster configuration: {e}")))?;
             let connection = client.get_async_connection().await.map_err(from_redis)?;
             return Ok(Connection::Cluster(connection));
         }
-        let client = redis::Client::open(self.nodes[0].as_str())
-            .map_err(|e| unavailable(format!("invalid URL: {e}")))?;
+        let url = self.nodes[0].as_str();
+        let client = match &self.root_certificate {
+            Some(_) => redis::Client::build_with_tls(url, certificates()),
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| unavailable(format!("invalid URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
@@ -228,13 +248,14 @@ impl ValkeyStore {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             allow_eviction: false,
+            root_certificate: None,
         }
     }
 
     /// The server key a record lives under: the prefix, then a hash tag made of the first
     /// 128 bits of SHA-256 of the key, in hex. Public so operators can find a record.
     ///
-    /// ```
+    /// ```no_run
     /// # async fn run() -> Result<(), idempotent_runtime::Error> {
     /// # let store = idempotent_runtime::ValkeyStore::connect("redis://127.0.0.1:6379").await?;
     /// let key = idempotent_runtime::IdempotencyKey::new("order-42")?;
@@ -388,22 +409,6 @@ fn from_redis(e: RedisError) -> Error {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-#[cfg(test)]
-mod tests {
-    /// The scripts carry the largest accepted duration as a constant: it must be ours.
-    #[test]
-    fn scripts_know_the_largest_duration() {
-        let max = format!("local max = {}\n", crate::MAX_DURATION.as_millis());
-        for script in [
-            include_str!("valkey/claim.lua"),
-            include_str!("valkey/complete.lua"),
-            include_str!("valkey/renew.lua"),
-        ] {
-            assert!(script.contains(&max), "{script}");
-        }
-    }
-}
-
 #[async_trait]
 impl IdempotencyStore for ValkeyStore {
     async fn try_insert(
@@ -511,6 +516,22 @@ impl IdempotencyStore for ValkeyStore {
         match self.invoke(invocation).await? {
             Value::Nil => Ok(None),
             value => record(Some(&value)).map(Some),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The scripts carry the largest accepted duration as a constant: it must be ours.
+    #[test]
+    fn scripts_know_the_largest_duration() {
+        let max = format!("local max = {}\n", crate::MAX_DURATION.as_millis());
+        for script in [
+            include_str!("valkey/claim.lua"),
+            include_str!("valkey/complete.lua"),
+            include_str!("valkey/renew.lua"),
+        ] {
+            assert!(script.contains(&max), "{script}");
         }
     }
 }

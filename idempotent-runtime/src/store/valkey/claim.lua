@@ -12,6 +12,9 @@
 --                                              is its fencing counter
 --          {"exists", record}    a live record, as stored (the caller decodes it)
 --          error "IDEMPOTENT ..." invalid arguments; nothing written
+local record = redis.call('GET', KEYS[1])
+if record then return {'exists', record} end
+-- Arguments are checked before the first write (a replay needs none of them).
 -- The largest TTL or lease accepted: 365 days in ms (MAX_DURATION; a Rust test pins it).
 local max = 31536000000
 local ttl, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -25,8 +28,6 @@ local new = ARGV[1]
 if #new ~= 42 or string.byte(new, 1) ~= 1 or string.sub(new, 2, 2) ~= 'p' then
   return redis.error_reply('IDEMPOTENT invalid record')
 end
-local record = redis.call('GET', KEYS[1])
-if record then return {'exists', record} end
 local time = redis.call('TIME')
 redis.call('SET', KEYS[1], new, 'PX', lease)
 return {'claimed', time[1], time[2]}
