@@ -1,4 +1,13 @@
-#![doc = include_str!("../../README.md")]
+// The README's examples use the macro, both stores and UUID keys: it is the crate doc (and
+// doctested) when those features are on, as in the README's test command.
+#![cfg_attr(
+    all(feature = "macros", feature = "memory", feature = "uuid", feature = "valkey"),
+    doc = include_str!("../../README.md")
+)]
+#![cfg_attr(
+    not(all(feature = "macros", feature = "memory", feature = "uuid", feature = "valkey")),
+    doc = "Run side effects at most once per idempotency key and replay the same result to every retry. See the README."
+)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod clock;
