@@ -9,10 +9,21 @@ use crate::duration;
 
 /// Where the key comes from.
 pub(crate) enum KeySource {
-    /// `key = header` / `key = header("X-Request-Id")`: HTTP mode.
-    Header(Span),
+    /// `key = header`, `header("X-Request-Id")`, `header(optional)`,
+    /// `header("X-Request-Id", optional)`: HTTP mode.
+    Header(HeaderKey),
     /// `key = <expr>`: plain mode.
     Expr(Expr),
+}
+
+/// Where an HTTP handler's key comes from.
+pub(crate) struct HeaderKey {
+    /// The span of `header`.
+    pub(crate) span: Span,
+    /// The header name, lowercase; `None` for `Idempotency-Key`.
+    pub(crate) name: Option<String>,
+    /// Whether a request without the header runs unprotected.
+    pub(crate) optional: bool,
 }
 
 pub(crate) enum Concurrent {
@@ -24,6 +35,8 @@ pub(crate) enum Concurrent {
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) key: Option<(Span, KeySource)>,
+    /// `key = …` was given but could not be read (its error is already reported).
+    pub(crate) key_invalid: bool,
     pub(crate) ttl: Option<(Span, u64)>,
     pub(crate) lease: Option<(Span, u64)>,
     pub(crate) store: Option<(Span, Expr)>,
@@ -61,7 +74,8 @@ impl Args {
         match ident.to_string().as_str() {
             "key" => {
                 let expr: Expr = meta.value()?.parse()?;
-                set(&mut self.key, span, "key", key_source(expr))
+                let source = key_source(expr).inspect_err(|_| self.key_invalid = true)?;
+                set(&mut self.key, span, "key", source)
             }
             "ttl" => set(&mut self.ttl, span, "ttl", duration_value(meta, "ttl")?),
             "lease" => set(
@@ -148,19 +162,60 @@ fn duration_value(meta: &ParseNestedMeta<'_>, option: &str) -> syn::Result<u64> 
     }
 }
 
-fn key_source(expr: Expr) -> KeySource {
+fn key_source(expr: Expr) -> syn::Result<KeySource> {
     match &expr {
-        Expr::Path(path) if path.path.is_ident("header") => {
-            KeySource::Header(path.path.segments[0].ident.span())
-        }
+        Expr::Path(path) if path.path.is_ident("header") => Ok(KeySource::Header(HeaderKey {
+            span: path.path.segments[0].ident.span(),
+            name: None,
+            optional: false,
+        })),
         Expr::Call(call) => match &*call.func {
             Expr::Path(path) if path.path.is_ident("header") => {
-                KeySource::Header(path.path.segments[0].ident.span())
+                let mut key = HeaderKey {
+                    span: path.path.segments[0].ident.span(),
+                    name: None,
+                    optional: false,
+                };
+                for arg in &call.args {
+                    match arg {
+                        Expr::Lit(syn::ExprLit {
+                            lit: syn::Lit::Str(lit),
+                            ..
+                        }) if key.name.is_none() && !key.optional => {
+                            key.name = Some(header_name(lit)?);
+                        }
+                        Expr::Path(p) if p.path.is_ident("optional") && !key.optional => {
+                            key.optional = true;
+                        }
+                        other => {
+                            return Err(syn::Error::new_spanned(
+                                other,
+                                "expected `header`, `header(\"X-Request-Id\")`, `header(optional)` or `header(\"X-Request-Id\", optional)`",
+                            ));
+                        }
+                    }
+                }
+                Ok(KeySource::Header(key))
             }
-            _ => KeySource::Expr(expr),
+            _ => Ok(KeySource::Expr(expr)),
         },
-        _ => KeySource::Expr(expr),
+        _ => Ok(KeySource::Expr(expr)),
     }
+}
+
+/// A header name: a non-empty HTTP token (RFC 9110), stored lowercase.
+fn header_name(lit: &LitStr) -> syn::Result<String> {
+    let name = lit.value();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`{name}` is not a valid header name; use letters, digits and `-`, as in `\"X-Request-Id\"`"
+            ),
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 fn concurrent(expr: &Expr) -> syn::Result<Concurrent> {

@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType};
 
-use crate::args::{Args, Concurrent, KeySource, push};
+use crate::args::{Args, Concurrent, HeaderKey, KeySource, push};
 
 /// Expands `item` with `args`, or returns every error found.
 #[allow(
@@ -29,7 +29,8 @@ pub(crate) fn expand(
         );
     }
     let has_receiver = sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_)));
-    if has_receiver && args.name.is_none() {
+    let http = matches!(&args.key, Some((_, KeySource::Header(_))));
+    if has_receiver && args.name.is_none() && !http {
         push(
             &mut errors,
             syn::Error::new(
@@ -39,16 +40,16 @@ pub(crate) fn expand(
         );
     }
     if matches!(sig.output, ReturnType::Default) {
-        push(
-            &mut errors,
-            syn::Error::new(
-                sig.ident.span(),
-                "a plain `#[idempotent]` fn must return `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotent_runtime::Error>`",
-            ),
-        );
+        let message = if http {
+            "an axum handler with `key = header` must return a response type (`impl IntoResponse`), like `Result<Json<User>, ApiError>`"
+        } else {
+            "a plain `#[idempotent]` fn must return `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotent_runtime::Error>`"
+        };
+        push(&mut errors, syn::Error::new(sig.ident.span(), message));
     }
     let bound = bound_arguments(item);
-    let key = match &args.key {
+    let mode = match &args.key {
+        None if args.key_invalid => None,
         None => {
             push(
                 &mut errors,
@@ -59,17 +60,30 @@ pub(crate) fn expand(
             );
             None
         }
-        Some((_, KeySource::Header(span))) => {
-            push(
-                &mut errors,
-                syn::Error::new(
-                    *span,
-                    "`key = header` makes an axum handler, which needs the `axum` feature of `idempotent-runtime`; it is not available in this version: use `key = <expr>`",
-                ),
-            );
-            None
+        Some((_, KeySource::Header(header))) => {
+            if !cfg!(feature = "axum") {
+                push(
+                    &mut errors,
+                    syn::Error::new(
+                        header.span,
+                        "`key = header` makes an axum handler, which needs the `axum` feature of `idempotent-runtime`: enable it in Cargo.toml, or use `key = <expr>`",
+                    ),
+                );
+            }
+            if let Some(FnArg::Receiver(receiver)) =
+                sig.inputs.iter().find(|a| matches!(a, FnArg::Receiver(_)))
+            {
+                push(
+                    &mut errors,
+                    syn::Error::new_spanned(
+                        receiver,
+                        "`key = header` makes an axum handler, which is a free `async fn`: remove `self` and pass state with `State(…)`",
+                    ),
+                );
+            }
+            Some(Mode::Http(header))
         }
-        Some((_, KeySource::Expr(expr))) => Some(expr),
+        Some((_, KeySource::Expr(expr))) => Some(Mode::Plain(expr)),
     };
     if let (Some((_, _)), Some((span, _))) = (&args.skip, &args.fingerprint) {
         push(
@@ -112,7 +126,7 @@ pub(crate) fn expand(
     if let Some(errors) = errors {
         return Err(errors);
     }
-    let Some(key) = key else {
+    let Some(mode) = mode else {
         return Ok(TokenStream::new());
     };
     let fingerprinted: Vec<Expr> = match &args.fingerprint {
@@ -133,21 +147,30 @@ pub(crate) fn expand(
                 .collect()
         }
     };
-    Ok(body(args, item, key, &fingerprinted))
+    Ok(match mode {
+        Mode::Plain(key) => plain_body(args, item, key, &fingerprinted),
+        Mode::Http(header) => http_body(args, item, header, &fingerprinted),
+    })
 }
 
-fn body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> TokenStream {
+/// Plain async fn or axum handler.
+enum Mode<'a> {
+    Plain(&'a Expr),
+    Http(&'a HeaderKey),
+}
+
+/// What both modes share: the operation, the spec, the store, the scope, and the checks that
+/// fingerprinted arguments are `Serialize`.
+struct Common {
+    operation: TokenStream,
+    spec: TokenStream,
+    scope: TokenStream,
+    checks: TokenStream,
+}
+
+fn common(args: &Args, item: &ItemFn, fingerprinted: &[Expr]) -> Common {
     let rt = quote!(::idempotent_runtime::__private);
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = item;
-    let ReturnType::Type(_, ret) = &sig.output else {
-        return TokenStream::new();
-    };
-    let fn_name = sig.ident.to_string();
+    let fn_name = item.sig.ident.to_string();
     let operation = match &args.name {
         Some((_, name)) => quote!(#name),
         None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
@@ -162,6 +185,133 @@ fn body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> Token
     if let Some((_, Concurrent::Wait(ms))) = args.concurrent {
         spec = quote!(#spec.concurrency(#rt::Concurrency::Wait(#rt::Duration::from_millis(#ms))));
     }
+    let scope = match &args.scope {
+        Some((_, expr)) => {
+            quote_spanned!(expr.span()=> ::core::option::Option::Some(::std::string::ToString::to_string(&(#expr))))
+        }
+        None => quote!(::core::option::Option::<::std::string::String>::None),
+    };
+    let checks = fingerprinted
+        .iter()
+        .map(|e| quote_spanned!(e.span()=> #rt::assert_fingerprintable(&#e);))
+        .collect();
+    Common {
+        operation,
+        spec,
+        scope,
+        checks,
+    }
+}
+
+/// An axum handler: a hidden `RequestHead` extractor goes first, the return type becomes
+/// `Response`, and the body runs detached under `__private::execute_http`.
+fn http_body(
+    args: &Args,
+    item: &ItemFn,
+    header: &HeaderKey,
+    fingerprinted: &[Expr],
+) -> TokenStream {
+    let rt = quote!(::idempotent_runtime::__private);
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let ReturnType::Type(_, ret) = &sig.output else {
+        return TokenStream::new();
+    };
+    let Common {
+        operation,
+        spec,
+        scope,
+        checks,
+    } = common(args, item, fingerprinted);
+    let header_name = header.name.as_deref().unwrap_or("idempotency-key");
+    let mut options = quote!(#rt::HttpOptions::new(#operation, #header_name).spec(#spec));
+    if header.optional {
+        options = quote!(#options.optional());
+    }
+    if args.cache_errors.is_some() {
+        options = quote!(#options.cache_errors());
+    }
+    let store = match &args.store {
+        Some((_, expr)) => quote_spanned!(expr.span()=> #rt::store_handle(&(#expr))),
+        None => quote!(#rt::default_store()),
+    };
+    // The block gets the declared type (so `?` infers), unless it is `impl Trait`, which
+    // cannot be named there.
+    // `impl Trait` cannot be named there; the witness fn keeps it (and the imports it names)
+    // in use and checks that it is a response type.
+    let (typed_block, witness) = if contains_impl_trait(ret) {
+        let witness = quote! {
+            #[allow(dead_code)]
+            fn __idempotent_return_type(response: #rt::Response) -> #ret {
+                response
+            }
+        };
+        (quote!(async move #block), witness)
+    } else {
+        (
+            quote!(#rt::typed::<#ret, _>(async move #block)),
+            TokenStream::new(),
+        )
+    };
+    // Spanned at the return type: "not a response" points there.
+    let into_response = quote_spanned! {ret.span()=>
+        ::idempotent_runtime::__private::into_response(__idempotent_value)
+    };
+    let mut sig = sig.clone();
+    sig.inputs
+        .insert(0, syn::parse_quote!(__idempotent_head: #rt::RequestHead));
+    sig.output = syn::parse_quote!(-> #rt::Response);
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            static __IDEMPOTENT_HTTP: #rt::HttpOptions = #options;
+            #witness
+            #checks
+            let __idempotent_fingerprint = #rt::fingerprint_http(
+                &__IDEMPOTENT_HTTP,
+                &__idempotent_head,
+                &(#(&#fingerprinted,)*),
+            );
+            let __idempotent_scope = #scope;
+            let __idempotent_store = #store;
+            let __idempotent_body = async move {
+                let __idempotent_value = #typed_block.await;
+                #into_response
+            };
+            #rt::execute_http(
+                __idempotent_store,
+                &__IDEMPOTENT_HTTP,
+                &__idempotent_head,
+                __idempotent_scope,
+                __idempotent_fingerprint,
+                __idempotent_body,
+            )
+            .await
+        }
+    }
+}
+
+fn plain_body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> TokenStream {
+    let rt = quote!(::idempotent_runtime::__private);
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let ReturnType::Type(_, ret) = &sig.output else {
+        return TokenStream::new();
+    };
+    let Common {
+        operation,
+        spec,
+        scope,
+        checks,
+    } = common(args, item, fingerprinted);
     let codec = if args.cache_errors.is_some() {
         quote!(#rt::CacheErrors)
     } else {
@@ -174,15 +324,6 @@ fn body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> Token
         },
         None => quote!(let __idempotent_store: &dyn #rt::IdempotencyStore = #rt::default_store();),
     };
-    let scope = match &args.scope {
-        Some((_, expr)) => {
-            quote_spanned!(expr.span()=> ::core::option::Option::Some(::std::string::ToString::to_string(&(#expr))))
-        }
-        None => quote!(::core::option::Option::<::std::string::String>::None),
-    };
-    let checks = fingerprinted
-        .iter()
-        .map(|e| quote_spanned!(e.span()=> #rt::assert_fingerprintable(&#e);));
     let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
     // A type whose well-formedness needs the codec: the error points at the return type.
     let assert_result = quote_spanned! {ret.span()=>
@@ -195,7 +336,7 @@ fn body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> Token
             static __IDEMPOTENT_SPEC: #rt::Spec = #spec;
             #assert_result
             let __idempotent_key = #into_key;
-            #(#checks)*
+            #checks
             let __idempotent_fingerprint = #rt::fingerprint(#operation, &(#(&#fingerprinted,)*));
             let __idempotent_scope = #scope;
             #store
@@ -219,6 +360,17 @@ fn body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> Token
             }
         }
     }
+}
+
+fn contains_impl_trait(ty: &syn::Type) -> bool {
+    fn walk(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == "impl",
+            proc_macro2::TokenTree::Group(g) => walk(g.stream()),
+            _ => false,
+        })
+    }
+    walk(quote!(#ty))
 }
 
 /// The identifiers the fn's argument patterns bind, in order (the receiver excluded).

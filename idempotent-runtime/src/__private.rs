@@ -77,3 +77,68 @@ pub fn store_handle<S: IdempotencyStore + Clone>(store: &S) -> S {
 pub fn typed<R, F: core::future::Future<Output = R>>(future: F) -> F {
     future
 }
+
+#[cfg(feature = "axum")]
+pub use crate::http::{HttpOptions, RequestHead};
+#[cfg(feature = "axum")]
+pub use axum::response::Response;
+
+/// The fingerprint of an HTTP request: method, route template, query, then the fingerprinted
+/// arguments.
+///
+/// # Errors
+/// [`Error::Fingerprint`] when an argument fails to serialize.
+#[cfg(feature = "axum")]
+pub fn fingerprint_http<T: Serialize + ?Sized>(
+    options: &HttpOptions,
+    head: &RequestHead,
+    args: &T,
+) -> Result<Fingerprint, Error> {
+    head.fingerprint(options.operation(), |builder| {
+        builder.value(args)?;
+        Ok(())
+    })
+}
+
+/// What an HTTP handler may return: anything that is a response.
+#[cfg(feature = "axum")]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a response: an axum handler with `key = header` must return a type that implements `IntoResponse`",
+    label = "not an `IntoResponse` type",
+    note = "return `impl IntoResponse`, `Json<T>`, `(StatusCode, Json<T>)`, a `String`, or `Result<_, E>` where both sides implement `IntoResponse`"
+)]
+pub trait HandlerResponse {
+    /// The response.
+    fn into_handler_response(self) -> Response;
+}
+
+#[cfg(feature = "axum")]
+impl<T: axum::response::IntoResponse> HandlerResponse for T {
+    fn into_handler_response(self) -> Response {
+        self.into_response()
+    }
+}
+
+/// Turns the handler's return value into a response.
+#[cfg(feature = "axum")]
+pub fn into_response<R: HandlerResponse>(value: R) -> Response {
+    value.into_handler_response()
+}
+
+/// Runs an HTTP handler under the protocol: key from the header the options name, detached.
+#[cfg(feature = "axum")]
+pub async fn execute_http<S, F>(
+    store: S,
+    options: &'static HttpOptions,
+    head: &RequestHead,
+    scope: Option<String>,
+    fingerprint: Result<Fingerprint, Error>,
+    handler: F,
+) -> Response
+where
+    S: IdempotencyStore + 'static,
+    F: core::future::Future<Output = Response> + Send + 'static,
+{
+    let key = head.key(options);
+    crate::http::run(store, options, scope, key, fingerprint, handler).await
+}

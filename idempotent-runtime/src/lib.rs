@@ -5,7 +5,12 @@
     doc = include_str!("../../README.md")
 )]
 #![cfg_attr(
-    not(all(feature = "macros", feature = "memory", feature = "uuid", feature = "valkey")),
+    not(all(
+        feature = "macros",
+        feature = "memory",
+        feature = "uuid",
+        feature = "valkey"
+    )),
     doc = "Run side effects at most once per idempotency key and replay the same result to every retry. See the README."
 )]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -51,6 +56,8 @@ mod codec;
 mod default_store;
 #[cfg(feature = "macros")]
 mod execute;
+#[cfg(feature = "axum")]
+pub mod http;
 
 #[cfg(feature = "macros")]
 pub use claim::{ClaimHandle, current_claim};

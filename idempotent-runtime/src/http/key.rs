@@ -1,0 +1,164 @@
+//! Reading the idempotency key from request headers, and the [`IdempotencyKey`] extractor.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::HeaderMap;
+use http::request::Parts;
+
+use super::Problem;
+use crate::IdempotencyKey;
+
+/// The header a key is read from unless configured otherwise.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Reads the key from the `name` header: the bare form (`Idempotency-Key: abc`, as Stripe
+/// sends it) or the quoted sf-string form of the IETF draft (`Idempotency-Key: "abc"`, with
+/// `\"` and `\\` escapes). `Ok(None)` when the header is absent.
+///
+/// # Errors
+/// A 400 [`Problem`] when the header appears more than once, is empty, is not visible ASCII,
+/// is longer than 255 bytes, or is a malformed sf-string.
+///
+/// ```
+/// use http::HeaderMap;
+/// use idempotent_runtime::http::key_from_headers;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("idempotency-key", "\"8e03978e-40d5\"".parse()?);
+/// let key = key_from_headers(&headers, "idempotency-key").expect("valid").expect("present");
+/// assert_eq!(key.as_str(), "8e03978e-40d5");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn key_from_headers(
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Option<IdempotencyKey>, Problem> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Problem::invalid_key(format!(
+            "the `{name}` header appears more than once; send exactly one"
+        )));
+    }
+    let bytes = value.as_bytes();
+    let bytes = match bytes {
+        [b'"', ..] => unquote(bytes).ok_or_else(|| {
+            Problem::invalid_key(format!(
+                "the `{name}` header starts with `\"` but is not a valid quoted string (RFC 8941 sf-string)"
+            ))
+        })?,
+        _ => bytes.to_vec(),
+    };
+    IdempotencyKey::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| Problem::invalid_key(format!("the `{name}` header is not a valid key: {e}")))
+}
+
+/// The content of an sf-string: `"` … `"` with `\"` and `\\` escapes, printable ASCII inside.
+fn unquote(bytes: &[u8]) -> Option<Vec<u8>> {
+    let inner = bytes.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let mut out = Vec::with_capacity(inner.len());
+    let mut chars = inner.iter();
+    while let Some(&c) = chars.next() {
+        match c {
+            b'\\' => match chars.next() {
+                Some(&e @ (b'"' | b'\\')) => out.push(e),
+                _ => return None,
+            },
+            b'"' => return None,
+            0x20..=0x7e => out.push(c),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Extracts the key from the `Idempotency-Key` header; a missing or invalid key is a 400
+/// [`Problem`]. Use `Option<IdempotencyKey>` to accept requests without one.
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use idempotent_runtime::IdempotencyKey;
+///
+/// async fn create(key: IdempotencyKey) -> String {
+///     format!("key {key}") // run the protocol by hand with `Idempotent`
+/// }
+///
+/// let app: Router = Router::new().route("/orders", post(create));
+/// ```
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        key_from_headers(&parts.headers, IDEMPOTENCY_KEY_HEADER)?
+            .ok_or_else(|| Problem::missing_key(IDEMPOTENCY_KEY_HEADER))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        key_from_headers(&parts.headers, IDEMPOTENCY_KEY_HEADER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn parse(values: &[&[u8]]) -> Result<Option<String>, Problem> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(
+                "idempotency-key",
+                HeaderValue::from_bytes(v).expect("header value"),
+            );
+        }
+        key_from_headers(&headers, "idempotency-key").map(|k| k.map(|k| k.as_str().to_owned()))
+    }
+
+    #[test]
+    fn bare_and_quoted_forms() {
+        assert_eq!(
+            parse(&[b"abc-123"]).ok().flatten().as_deref(),
+            Some("abc-123")
+        );
+        assert_eq!(
+            parse(&[b"\"abc-123\""]).ok().flatten().as_deref(),
+            Some("abc-123")
+        );
+        assert_eq!(
+            parse(&[br#""a\"b\\c""#]).ok().flatten().as_deref(),
+            Some(r#"a"b\c"#)
+        );
+        assert_eq!(parse(&[]).ok().flatten(), None);
+    }
+
+    #[test]
+    fn malformed_keys_are_400() {
+        for bad in [
+            &b""[..],
+            b"\"\"",
+            b"has space",
+            b"tab\there",
+            b"\"unterminated",
+            b"\"bad\\escape\"",
+            b"\"in\"side\"",
+            "caf\u{e9}".as_bytes(),
+            &[b'k'; 256],
+        ] {
+            let problem = parse(&[bad]).expect_err("refused");
+            assert_eq!(problem.status(), http::StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        let twice = parse(&[b"a", b"b"]).expect_err("two headers");
+        assert!(
+            twice.detail().contains("more than once"),
+            "{}",
+            twice.detail()
+        );
+    }
+}

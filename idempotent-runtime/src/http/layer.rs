@@ -1,0 +1,219 @@
+//! [`IdempotencyLayer`]: the protocol as tower middleware, for routers whose handlers cannot
+//! be annotated. It runs the same function as `#[idempotent(key = header)]`.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{Method, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{HttpOptions, Problem, RequestHead};
+use crate::IdempotencyStore;
+use crate::execute::{Concurrency, DEFAULT_MAX_BODY};
+
+type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+
+/// Makes every `POST`, `PUT`, `PATCH` and `DELETE` through it run at most once per key (other
+/// methods pass through). The fingerprint is the method, route template (when the layer sits
+/// inside the router, e.g. `Router::route_layer`), query and the **raw body bytes**, which the
+/// layer buffers up to `max_request_body` (413 beyond).
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use idempotent_runtime::{MemoryStore, http::IdempotencyLayer};
+///
+/// let app: Router = Router::new()
+///     .route("/payments", post(|| async { "charged" }))
+///     .route_layer(IdempotencyLayer::new(MemoryStore::new()).operation("payments"));
+/// ```
+#[derive(Clone)]
+pub struct IdempotencyLayer<S> {
+    store: S,
+    options: Arc<HttpOptions>,
+    max_request_body: usize,
+    scope: Option<Arc<Scope>>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for IdempotencyLayer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyLayer")
+            .field("store", &self.store)
+            .field("options", &self.options)
+            .field("max_request_body", &self.max_request_body)
+            .field("scoped", &self.scope.is_some())
+            .finish()
+    }
+}
+
+impl<S: IdempotencyStore + Clone + 'static> IdempotencyLayer<S> {
+    /// A layer on `store`: operation `"http"`, key from `Idempotency-Key` (required), the
+    /// protocol defaults, request bodies up to 1 MiB.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            options: Arc::new(HttpOptions::new("http", super::IDEMPOTENCY_KEY_HEADER)),
+            max_request_body: DEFAULT_MAX_BODY,
+            scope: None,
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut HttpOptions)) -> Self {
+        change(Arc::make_mut(&mut self.options));
+        self
+    }
+
+    /// The operation name: part of the stored key and the fingerprint.
+    #[must_use]
+    pub fn operation(self, operation: impl Into<String>) -> Self {
+        let operation = operation.into();
+        self.with(|o| o.set_operation(operation))
+    }
+
+    /// Reads the key from `header` instead of `Idempotency-Key`.
+    #[must_use]
+    pub fn header(self, header: impl Into<String>) -> Self {
+        let header = header.into().to_ascii_lowercase();
+        self.with(|o| o.set_header(header))
+    }
+
+    /// Lets requests without a key through, unprotected and without store access.
+    #[must_use]
+    pub fn optional_key(self) -> Self {
+        self.with(|o| o.optional = true)
+    }
+
+    /// Stores 5xx responses too.
+    #[must_use]
+    pub fn cache_errors(self) -> Self {
+        self.with(|o| o.cache_errors = true)
+    }
+
+    /// How long a response is replayed. Default 24 h.
+    #[must_use]
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.with(|o| *o.spec_mut() = o.spec_mut().clone().ttl(ttl))
+    }
+
+    /// How long a claim holds without a heartbeat. Default 30 s.
+    #[must_use]
+    pub fn lease(self, lease: Duration) -> Self {
+        self.with(|o| *o.spec_mut() = o.spec_mut().clone().lease(lease))
+    }
+
+    /// What a request does while another with its key runs. Default: 409.
+    #[must_use]
+    pub fn concurrency(self, concurrency: Concurrency) -> Self {
+        self.with(|o| *o.spec_mut() = o.spec_mut().clone().concurrency(concurrency))
+    }
+
+    /// The largest response body kept for replay. Default 1 MiB.
+    #[must_use]
+    pub fn max_body(self, max_body: usize) -> Self {
+        self.with(|o| *o.spec_mut() = o.spec_mut().clone().max_body(max_body))
+    }
+
+    /// The largest request body buffered for the fingerprint; beyond it, 413. Default 1 MiB.
+    #[must_use]
+    pub fn max_request_body(mut self, limit: usize) -> Self {
+        self.max_request_body = limit;
+        self
+    }
+
+    /// Keeps keys of different principals apart: `scope` reads the principal from the request
+    /// (a header, an extension set by the auth layer).
+    #[must_use]
+    pub fn scope(
+        mut self,
+        scope: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.scope = Some(Arc::new(scope));
+        self
+    }
+}
+
+impl<S: Clone, I> Layer<I> for IdempotencyLayer<S> {
+    type Service = IdempotencyService<S, I>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        IdempotencyService {
+            layer: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`IdempotencyLayer`].
+#[derive(Clone)]
+pub struct IdempotencyService<S, I> {
+    layer: IdempotencyLayer<S>,
+    inner: I,
+}
+
+impl<S: fmt::Debug, I> fmt::Debug for IdempotencyService<S, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyService")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, I> Service<Request<Body>> for IdempotencyService<S, I>
+where
+    S: IdempotencyStore + Clone + 'static,
+    I: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    I::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The ready service handles this request; a clone takes its place (tower's pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !matches!(
+            *request.method(),
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        ) {
+            return Box::pin(inner.call(request));
+        }
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let head = RequestHead::from_parts(&parts);
+            let key = head.key(&layer.options);
+            if let Ok(None) = key {
+                return inner.call(Request::from_parts(parts, body)).await;
+            }
+            let Ok(bytes) = axum::body::to_bytes(body, layer.max_request_body).await else {
+                return Ok(Problem::body_too_large(layer.max_request_body).into_response());
+            };
+            let fingerprint = head.fingerprint(layer.options.operation(), |b| {
+                b.bytes(&bytes);
+                Ok(())
+            });
+            let scope = layer.scope.as_ref().and_then(|scope| scope(&parts));
+            let request = Request::from_parts(parts, Body::from(bytes));
+            let handler = async move {
+                match inner.call(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            };
+            Ok(super::run(layer.store, layer.options, scope, key, fingerprint, handler).await)
+        })
+    }
+}

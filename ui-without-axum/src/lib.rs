@@ -1,0 +1,1 @@
+//! Compile-fail tests of `#[idempotent]` without the `axum` feature; see `tests/`.
