@@ -1,7 +1,11 @@
 //! The examples are part of the product: each is run as a user would (`cargo run --example`)
 //! and its output checked.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use idempotent_tests::redis_server::RedisServer;
 
 fn run_example(name: &str) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -46,4 +50,143 @@ fn payments_charges_every_order_once() {
         "{out}"
     );
     assert!(out.contains("6 orders, 6 charges at the gateway"), "{out}");
+}
+
+/// The `users_server` binary, built once.
+fn users_server_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            "users_server",
+            "--message-format=json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo build");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["target"]["name"] == "users_server")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported the users_server executable")
+}
+
+/// A running `users_server`, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    db: PathBuf,
+}
+
+impl Server {
+    fn start(redis_url: Option<&str>) -> Self {
+        let db = std::env::temp_dir().join(format!(
+            "idempotent-example-{}-{}.db",
+            std::process::id(),
+            redis_url.is_some()
+        ));
+        let _ = std::fs::remove_file(&db);
+        let mut command = Command::new(users_server_binary());
+        command
+            .env("PORT", "0")
+            .env("DATABASE_PATH", &db)
+            .env_remove("IDEMPOTENT_REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = redis_url {
+            command.env("IDEMPOTENT_REDIS_URL", url);
+        }
+        let mut child = command.spawn().expect("start users_server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut base = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read stdout");
+            if let Some(url) = line.strip_prefix("listening on ") {
+                base = Some(url.to_owned());
+                break;
+            }
+        }
+        Self {
+            child,
+            base: base.expect("the server printed its address"),
+            db,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.db);
+    }
+}
+
+/// The README's three curl lines, then `GET /users`: one row, whatever the retries.
+async fn readme_walkthrough(server: &Server) {
+    let client = reqwest::Client::new();
+    let url = format!("{}/users", server.base);
+    let post = |body: &'static str| {
+        client
+            .post(&url)
+            .header("Idempotency-Key", "9f1c")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let ada = r#"{"name":"Ada","email":"ada@example.com"}"#;
+    let first = post(ada).await.expect("first call");
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_body = first.text().await.expect("body");
+    assert_eq!(
+        first_body,
+        r#"{"id":1,"name":"Ada","email":"ada@example.com"}"#
+    );
+
+    let retry = post(ada).await.expect("retry");
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.text().await.expect("body"), first_body);
+
+    let other = post(r#"{"name":"Eve","email":"eve@example.com"}"#)
+        .await
+        .expect("other");
+    assert_eq!(other.status(), 422);
+    assert_eq!(other.headers()["content-type"], "application/problem+json");
+
+    let rows: Vec<serde_json::Value> = client
+        .get(&url)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rows.len(), 1, "exactly one row: {rows:?}");
+}
+
+#[tokio::test]
+async fn users_server_inserts_one_row_per_key_on_the_memory_store() {
+    let server = Server::start(None);
+    readme_walkthrough(&server).await;
+}
+
+#[tokio::test]
+async fn users_server_inserts_one_row_per_key_on_valkey() {
+    let redis = RedisServer::start();
+    let server = Server::start(Some(&redis.url()));
+    readme_walkthrough(&server).await;
+    let keys: i64 = redis::cmd("DBSIZE")
+        .query(&mut redis.client())
+        .expect("DBSIZE");
+    assert_eq!(keys, 1, "the idempotency record lives in Redis");
 }

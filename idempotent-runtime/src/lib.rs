@@ -1,7 +1,7 @@
 // The README's examples use the macro, both stores and UUID keys: it is the crate doc (and
 // doctested) when those features are on, as in the README's test command.
 #![cfg_attr(
-    all(feature = "macros", feature = "memory", feature = "uuid", feature = "valkey"),
+    all(feature = "macros", feature = "memory", feature = "uuid", feature = "valkey", feature = "axum"),
     doc = include_str!("../../README.md")
 )]
 #![cfg_attr(
@@ -69,4 +69,5 @@ pub use default_store::{default_store, set_default_store};
 pub use execute::{Concurrency, DEFAULT_MAX_BODY, Idempotent, Spec, execute, storage_key};
 #[cfg(feature = "macros")]
 #[doc = include_str!("idempotent.md")]
+#[cfg_attr(feature = "axum", doc = include_str!("idempotent_http.md"))]
 pub use idempotent_macros::idempotent;
