@@ -151,6 +151,38 @@ where
     C: ResultCodec<R>,
     F: Future<Output = R>,
 {
+    match claim::<R, C>(store, spec, operation, scope, key, fingerprint).await {
+        Step::Done(result) => result,
+        Step::Claimed(claim) => run_claimed::<R, C, F>(store, spec, claim, handler).await,
+    }
+}
+
+/// The first half of the protocol: a claim to run the handler under, or the answer without
+/// running it (a replay, a conflict, an error).
+pub(crate) enum Step<R> {
+    /// The caller holds the claim and must run the handler ([`run_claimed`]).
+    Claimed(Claim),
+    /// The answer; the handler must not run.
+    Done(R),
+}
+
+/// A claim taken by [`claim`].
+pub(crate) struct Claim {
+    stored_key: IdempotencyKey,
+    token: FencingToken,
+    entry: IdempotencyEntry<Processing>,
+}
+
+/// Claims the key, or answers: replay, `FingerprintMismatch`, `InFlight` (after waiting, with
+/// `concurrent = wait`), or a store error.
+pub(crate) async fn claim<R, C: ResultCodec<R>>(
+    store: &dyn IdempotencyStore,
+    spec: &Spec,
+    operation: &str,
+    scope: Option<&str>,
+    key: &IdempotencyKey,
+    fingerprint: Fingerprint,
+) -> Step<R> {
     let stored_key = storage_key(operation, scope, key);
     let entry = || {
         IdempotencyEntry::new(fingerprint)
@@ -164,47 +196,43 @@ where
     let mut backoff = Duration::from_millis(2);
     loop {
         let existing = match store.try_insert(&stored_key, entry()).await {
-            Err(e) => return C::error(e),
+            Err(e) => return Step::Done(C::error(e)),
             Ok(InsertResult::Claimed {
                 fencing_token,
                 entry,
             }) => {
-                return run_claimed::<R, C, F>(
-                    store,
-                    spec,
-                    &stored_key,
-                    fencing_token,
+                return Step::Claimed(Claim {
+                    stored_key,
+                    token: fencing_token,
                     entry,
-                    handler,
-                )
-                .await;
+                });
             }
             Ok(InsertResult::Exists(existing)) => existing,
         };
         if existing.fingerprint() != fingerprint {
-            return C::error(Error::FingerprintMismatch);
+            return Step::Done(C::error(Error::FingerprintMismatch));
         }
         if let ExistingEntry::Completed(done) = existing {
-            return replay::<R, C>(&done);
+            return Step::Done(replay::<R, C>(&done));
         }
         // In flight: reject, or wait for the holder and look again.
         let Some(deadline) = deadline else {
-            return C::error(Error::InFlight);
+            return Step::Done(C::error(Error::InFlight));
         };
         loop {
             if tokio::time::Instant::now() + backoff > deadline {
-                return C::error(Error::InFlight);
+                return Step::Done(C::error(Error::InFlight));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
             match store.get(&stored_key).await {
-                Err(e) => return C::error(e),
+                Err(e) => return Step::Done(C::error(e)),
                 Ok(Some(ExistingEntry::Processing(_))) => {}
                 Ok(Some(ExistingEntry::Completed(done))) if done.fingerprint() == fingerprint => {
-                    return replay::<R, C>(&done);
+                    return Step::Done(replay::<R, C>(&done));
                 }
                 Ok(Some(ExistingEntry::Completed(_))) => {
-                    return C::error(Error::FingerprintMismatch);
+                    return Step::Done(C::error(Error::FingerprintMismatch));
                 }
                 Ok(None) => break, // released or lapsed: try to claim it ourselves
             }
@@ -219,18 +247,24 @@ fn replay<R, C: ResultCodec<R>>(done: &IdempotencyEntry<crate::Completed>) -> R 
     }
 }
 
-async fn run_claimed<R, C, F>(
+/// The second half: runs the handler under `claim` with the lease heartbeat, then completes,
+/// releases or leaves the claim to lapse.
+pub(crate) async fn run_claimed<R, C, F>(
     store: &dyn IdempotencyStore,
     spec: &Spec,
-    key: &IdempotencyKey,
-    token: FencingToken,
-    entry: IdempotencyEntry<Processing>,
+    claim: Claim,
     handler: F,
 ) -> R
 where
     C: ResultCodec<R>,
     F: Future<Output = R>,
 {
+    let Claim {
+        stored_key,
+        token,
+        entry,
+    } = claim;
+    let key = &stored_key;
     let claim = ClaimState::new(token);
     let guarded = Guarded::new(handler, claim.clone());
     let Ok(result) = with_heartbeat(store, key, token, spec.lease, &claim, guarded).await else {

@@ -31,7 +31,8 @@ pub use layer::{IdempotencyLayer, IdempotencyService};
 pub use problem::Problem;
 pub use response::{Buffered, Http, HttpCacheErrors, REPLAYED_HEADER};
 
-use crate::execute::{Spec, execute};
+use crate::codec::ResultCodec;
+use crate::execute::{Spec, Step, claim, run_claimed};
 use crate::{Error, Fingerprint, FingerprintBuilder, IdempotencyKey, IdempotencyStore};
 
 /// The options of an HTTP execution: the protocol's [`Spec`], the operation, the key header and
@@ -192,33 +193,38 @@ where
         Ok(fingerprint) => fingerprint,
         Err(e) => return Problem::from(e).into_response(),
     };
+    if options.as_ref().cache_errors {
+        run_with::<HttpCacheErrors, _, _, _>(store, options, scope, key, fingerprint, handler).await
+    } else {
+        run_with::<Http, _, _, _>(store, options, scope, key, fingerprint, handler).await
+    }
+}
+
+async fn run_with<C, S, O, F>(
+    store: S,
+    options: O,
+    scope: Option<String>,
+    key: IdempotencyKey,
+    fingerprint: Fingerprint,
+    handler: F,
+) -> Response
+where
+    C: ResultCodec<Buffered> + 'static,
+    S: IdempotencyStore + 'static,
+    O: AsRef<HttpOptions> + Send + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let spec = &options.as_ref().spec;
+    let operation = &options.as_ref().operation;
+    let step = claim::<Buffered, C>(&store, spec, operation, scope.as_deref(), &key, fingerprint);
+    // Replays and conflicts answer here; only a claimed execution is detached.
+    let claim = match step.await {
+        Step::Done(buffered) => return buffered.into_response(),
+        Step::Claimed(claim) => claim,
+    };
     let task = tokio::spawn(async move {
         let handler = async move { Buffered::capture(handler.await).await };
-        let options = options.as_ref();
-        let (spec, operation) = (&options.spec, options.operation.as_ref());
-        if options.cache_errors {
-            execute::<Buffered, HttpCacheErrors, _>(
-                &store,
-                spec,
-                operation,
-                scope.as_deref(),
-                &key,
-                fingerprint,
-                handler,
-            )
-            .await
-        } else {
-            execute::<Buffered, Http, _>(
-                &store,
-                spec,
-                operation,
-                scope.as_deref(),
-                &key,
-                fingerprint,
-                handler,
-            )
-            .await
-        }
+        run_claimed::<Buffered, C, _>(&store, &options.as_ref().spec, claim, handler).await
     });
     match task.await {
         Ok(buffered) => buffered.into_response(),
