@@ -52,6 +52,21 @@ fn payments_charges_every_order_once() {
     assert!(out.contains("6 orders, 6 charges at the gateway"), "{out}");
 }
 
+#[test]
+fn observability_prints_spans_and_metrics() {
+    let out = run_example("observability");
+    for expected in [
+        "idempotent_executions_total{operation=orders.charge,outcome=executed} 2",
+        "idempotent_executions_total{operation=orders.charge,outcome=replayed} 1",
+        "idempotent_executions_total{operation=orders.charge,outcome=in_flight} 1",
+        "idempotent_executions_total{operation=orders.charge,outcome=mismatch} 1",
+        "idempotent_executions_total{operation=orders.charge,outcome=rejected_key} 1",
+        "idempotent_store_seconds{store=memory,op=try_insert} 5 samples",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
 /// The `users_server` binary, built once.
 fn users_server_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

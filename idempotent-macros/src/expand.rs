@@ -337,7 +337,8 @@ fn plain_body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) ->
             #assert_result
             let __idempotent_key = #into_key;
             #checks
-            let __idempotent_fingerprint = #rt::fingerprint(#operation, &(#(&#fingerprinted,)*));
+            let __idempotent_operation: &'static str = #operation;
+            let __idempotent_fingerprint = #rt::fingerprint(__idempotent_operation, &(#(&#fingerprinted,)*));
             let __idempotent_scope = #scope;
             #store
             let __idempotent_body = #rt::typed::<#ret, _>(async move #block);
@@ -346,7 +347,7 @@ fn plain_body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) ->
                     #rt::execute::<#ret, #codec, _>(
                         __idempotent_store,
                         &__IDEMPOTENT_SPEC,
-                        #operation,
+                        __idempotent_operation,
                         ::core::option::Option::as_deref(&__idempotent_scope),
                         &key,
                         fingerprint,
@@ -355,7 +356,7 @@ fn plain_body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) ->
                     .await
                 }
                 (::core::result::Result::Err(error), _) | (_, ::core::result::Result::Err(error)) => {
-                    <#codec as #rt::ResultCodec<#ret>>::error(error)
+                    #rt::reject::<#ret, #codec>(__idempotent_operation, error)
                 }
             }
         }

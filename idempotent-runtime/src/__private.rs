@@ -57,6 +57,13 @@ impl<R, C: ResultCodec<R>> AssertResult<R, C> {
     }
 }
 
+/// The answer for a request refused before the protocol ran (invalid key, arguments that do
+/// not serialize), recorded as the execution's outcome.
+#[must_use]
+pub fn reject<R, C: ResultCodec<R>>(operation: &str, error: Error) -> R {
+    crate::execute::answer::<R, C>(&crate::observe::Observer::start(operation), error)
+}
+
 /// The fingerprint of the operation and its fingerprinted arguments.
 ///
 /// # Errors

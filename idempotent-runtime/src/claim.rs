@@ -37,6 +37,10 @@ impl ClaimState {
     pub(crate) fn count_renewal(&self) {
         self.renewals.fetch_add(1, Ordering::Relaxed);
     }
+
+    pub(crate) fn renewals(&self) -> u32 {
+        self.renewals.load(Ordering::Relaxed)
+    }
 }
 
 /// The claim of the idempotent execution running on this task: its fencing token, and whether

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::claim::{ClaimState, Guarded};
 use crate::codec::{CacheErrors, Disposition, Plain, ResultCodec};
+use crate::observe::{Observer, Outcome, store_call};
 use crate::{
     DEFAULT_LEASE, DEFAULT_TTL, DefaultFingerprintStrategy, Error, ExistingEntry, FencingToken,
     Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, Processing,
@@ -151,10 +152,23 @@ where
     C: ResultCodec<R>,
     F: Future<Output = R>,
 {
-    match claim::<R, C>(store, spec, operation, scope, key, fingerprint).await {
-        Step::Done(result) => result,
-        Step::Claimed(claim) => run_claimed::<R, C, F>(store, spec, claim, handler).await,
-    }
+    let observer = Observer::start(operation);
+    observer
+        .scope(async {
+            match claim::<R, C>(&observer, store, spec, operation, scope, key, fingerprint).await {
+                Step::Done(result) => result,
+                Step::Claimed(claim) => {
+                    run_claimed::<R, C, F>(&observer, store, spec, claim, handler).await
+                }
+            }
+        })
+        .await
+}
+
+/// The answer that reports `error`, recorded as the execution's outcome.
+pub(crate) fn answer<R, C: ResultCodec<R>>(observer: &Observer, error: Error) -> R {
+    observer.outcome(Outcome::of(&error));
+    C::error(error)
 }
 
 /// The first half of the protocol: a claim to run the handler under, or the answer without
@@ -176,6 +190,7 @@ pub(crate) struct Claim {
 /// Claims the key, or answers: replay, `FingerprintMismatch`, `InFlight` (after waiting, with
 /// `concurrent = wait`), or a store error.
 pub(crate) async fn claim<R, C: ResultCodec<R>>(
+    observer: &Observer,
     store: &dyn IdempotencyStore,
     spec: &Spec,
     operation: &str,
@@ -184,6 +199,8 @@ pub(crate) async fn claim<R, C: ResultCodec<R>>(
     fingerprint: Fingerprint,
 ) -> Step<R> {
     let stored_key = storage_key(operation, scope, key);
+    observer.key(&stored_key);
+    let kind = store.kind();
     let entry = || {
         IdempotencyEntry::new(fingerprint)
             .with_ttl(spec.ttl)
@@ -195,44 +212,45 @@ pub(crate) async fn claim<R, C: ResultCodec<R>>(
     };
     let mut backoff = Duration::from_millis(2);
     loop {
-        let existing = match store.try_insert(&stored_key, entry()).await {
-            Err(e) => return Step::Done(C::error(e)),
-            Ok(InsertResult::Claimed {
-                fencing_token,
-                entry,
-            }) => {
-                return Step::Claimed(Claim {
-                    stored_key,
-                    token: fencing_token,
+        let existing =
+            match store_call(kind, "try_insert", store.try_insert(&stored_key, entry())).await {
+                Err(e) => return Step::Done(answer::<R, C>(observer, e)),
+                Ok(InsertResult::Claimed {
+                    fencing_token,
                     entry,
-                });
-            }
-            Ok(InsertResult::Exists(existing)) => existing,
-        };
+                }) => {
+                    return Step::Claimed(Claim {
+                        stored_key,
+                        token: fencing_token,
+                        entry,
+                    });
+                }
+                Ok(InsertResult::Exists(existing)) => existing,
+            };
         if existing.fingerprint() != fingerprint {
-            return Step::Done(C::error(Error::FingerprintMismatch));
+            return Step::Done(answer::<R, C>(observer, Error::FingerprintMismatch));
         }
         if let ExistingEntry::Completed(done) = existing {
-            return Step::Done(replay::<R, C>(&done));
+            return Step::Done(replay::<R, C>(observer, &done));
         }
         // In flight: reject, or wait for the holder and look again.
         let Some(deadline) = deadline else {
-            return Step::Done(C::error(Error::InFlight));
+            return Step::Done(answer::<R, C>(observer, Error::InFlight));
         };
         loop {
             if tokio::time::Instant::now() + backoff > deadline {
-                return Step::Done(C::error(Error::InFlight));
+                return Step::Done(answer::<R, C>(observer, Error::InFlight));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
-            match store.get(&stored_key).await {
-                Err(e) => return Step::Done(C::error(e)),
+            match store_call(kind, "get", store.get(&stored_key)).await {
+                Err(e) => return Step::Done(answer::<R, C>(observer, e)),
                 Ok(Some(ExistingEntry::Processing(_))) => {}
                 Ok(Some(ExistingEntry::Completed(done))) if done.fingerprint() == fingerprint => {
-                    return Step::Done(replay::<R, C>(&done));
+                    return Step::Done(replay::<R, C>(observer, &done));
                 }
                 Ok(Some(ExistingEntry::Completed(_))) => {
-                    return Step::Done(C::error(Error::FingerprintMismatch));
+                    return Step::Done(answer::<R, C>(observer, Error::FingerprintMismatch));
                 }
                 Ok(None) => break, // released or lapsed: try to claim it ourselves
             }
@@ -240,16 +258,26 @@ pub(crate) async fn claim<R, C: ResultCodec<R>>(
     }
 }
 
-fn replay<R, C: ResultCodec<R>>(done: &IdempotencyEntry<crate::Completed>) -> R {
-    match done.response() {
-        Some(response) => C::decode(response).unwrap_or_else(C::error),
-        None => C::error(Error::NotReplayable),
+fn replay<R, C: ResultCodec<R>>(
+    observer: &Observer,
+    done: &IdempotencyEntry<crate::Completed>,
+) -> R {
+    let Some(response) = done.response() else {
+        return answer::<R, C>(observer, Error::NotReplayable);
+    };
+    match C::decode(response) {
+        Ok(result) => {
+            observer.outcome(Outcome::Replayed);
+            result
+        }
+        Err(e) => answer::<R, C>(observer, e),
     }
 }
 
 /// The second half: runs the handler under `claim` with the lease heartbeat, then completes,
 /// releases or leaves the claim to lapse.
 pub(crate) async fn run_claimed<R, C, F>(
+    observer: &Observer,
     store: &dyn IdempotencyStore,
     spec: &Spec,
     claim: Claim,
@@ -265,38 +293,56 @@ where
         entry,
     } = claim;
     let key = &stored_key;
+    let _in_flight = observer.claimed(token);
     let claim = ClaimState::new(token);
     let guarded = Guarded::new(handler, claim.clone());
-    let Ok(result) = with_heartbeat(store, key, token, spec.lease, &claim, guarded).await else {
+    let ran = with_heartbeat(store, key, token, spec.lease, &claim, guarded).await;
+    observer.renewals(claim.renewals());
+    let Ok(result) = ran else {
         // Panicked: the side effect may have run. Neither completed nor released: the claim
         // lapses with its lease.
-        return C::error(Error::HandlerPanicked);
+        return answer::<R, C>(observer, Error::HandlerPanicked);
     };
+    let kind = store.kind();
     let completed = match C::encode(&result, spec.max_body) {
         Disposition::Complete(response) => entry.complete(response),
         Disposition::NotReplayable => entry.complete_not_replayable(),
         Disposition::Release => {
             // Fenced: a release with a stale token changes nothing. If it fails the claim
             // lapses with its lease, which is just as safe.
-            let _ = store.release(key, token).await;
+            let _ = store_call(kind, "release", store.release(key, token)).await;
+            observer.outcome(Outcome::Released);
             return result;
         }
     };
+    let replayable = completed.response().is_some();
     let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
     match complete_with_retry(store, key, completed, token).await {
-        Err(Error::StaleFencingToken) => C::error(Error::StaleFencingToken),
+        Err(Error::StaleFencingToken) => answer::<R, C>(observer, Error::StaleFencingToken),
         Err(Error::CapacityExceeded { .. }) => {
             // The result does not fit: record that it happened, so retries never re-run it.
             let done = IdempotencyEntry::new(fingerprint)
                 .with_ttl(ttl)
                 .complete_not_replayable();
             let _ = complete_with_retry(store, key, done, token).await;
+            observer.outcome(Outcome::NotReplayable);
             result
         }
-        // Stored; or the store is unreachable after retries: the side effect happened and the
-        // caller gets its result, while the claim lapses with its lease (the documented risk
-        // of an unreachable store).
-        Ok(()) | Err(_) => result,
+        Ok(()) => {
+            observer.outcome(if replayable {
+                Outcome::Executed
+            } else {
+                Outcome::NotReplayable
+            });
+            result
+        }
+        // The store is unreachable after retries: the side effect happened and the caller
+        // gets its result, while the claim lapses with its lease (the documented risk of an
+        // unreachable store).
+        Err(_) => {
+            observer.outcome(Outcome::StoreError);
+            result
+        }
     }
 }
 
@@ -310,7 +356,13 @@ async fn complete_with_retry(
 ) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
-        match store.complete(key, entry.clone(), token).await {
+        match store_call(
+            store.kind(),
+            "complete",
+            store.complete(key, entry.clone(), token),
+        )
+        .await
+        {
             Err(Error::StoreUnavailable(_)) if attempt < 3 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
@@ -357,7 +409,11 @@ async fn with_heartbeat<F: Future>(
                 if tick.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                renewal = Some(store.renew(key, token, lease));
+                renewal = Some(Box::pin(store_call(
+                    store.kind(),
+                    "renew",
+                    store.renew(key, token, lease),
+                )));
             }
         }
     })
@@ -504,7 +560,7 @@ impl<'a> Idempotent<'a> {
     ) -> R {
         let fingerprint = match self.fingerprint(request) {
             Ok(fingerprint) => fingerprint,
-            Err(e) => return C::error(e),
+            Err(e) => return answer::<R, C>(&Observer::start(self.operation), e),
         };
         let store = self.store.unwrap_or_else(|| default_store());
         execute::<R, C, F>(

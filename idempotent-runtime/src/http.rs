@@ -33,6 +33,7 @@ pub use response::{Buffered, Http, HttpCacheErrors, REPLAYED_HEADER};
 
 use crate::codec::ResultCodec;
 use crate::execute::{Spec, Step, claim, run_claimed};
+use crate::observe::{Observer, Outcome};
 use crate::{Error, Fingerprint, FingerprintBuilder, IdempotencyKey, IdempotencyStore};
 
 /// The options of an HTTP execution: the protocol's [`Spec`], the operation, the key header and
@@ -184,14 +185,18 @@ where
     O: AsRef<HttpOptions> + Send + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
+    let rejected = |problem: Problem| {
+        Observer::start(options.as_ref().operation()).outcome(Outcome::RejectedKey);
+        problem.into_response()
+    };
     let key = match key {
         Ok(Some(key)) => key,
         Ok(None) => return handler.await,
-        Err(problem) => return problem.into_response(),
+        Err(problem) => return rejected(problem),
     };
     let fingerprint = match fingerprint {
         Ok(fingerprint) => fingerprint,
-        Err(e) => return Problem::from(e).into_response(),
+        Err(e) => return rejected(Problem::from(e)),
     };
     if options.as_ref().cache_errors {
         run_with::<HttpCacheErrors, _, _, _>(store, options, scope, key, fingerprint, handler).await
@@ -214,18 +219,27 @@ where
     O: AsRef<HttpOptions> + Send + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
-    let spec = &options.as_ref().spec;
-    let operation = &options.as_ref().operation;
-    let step = claim::<Buffered, C>(&store, spec, operation, scope.as_deref(), &key, fingerprint);
+    let (spec, operation) = (&options.as_ref().spec, options.as_ref().operation());
+    let observer = Observer::start(operation);
+    let step = claim::<Buffered, C>(
+        &observer,
+        &store,
+        spec,
+        operation,
+        scope.as_deref(),
+        &key,
+        fingerprint,
+    );
     // Replays and conflicts answer here; only a claimed execution is detached.
-    let claim = match step.await {
+    let claim = match observer.scope(step).await {
         Step::Done(buffered) => return buffered.into_response(),
         Step::Claimed(claim) => claim,
     };
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(observer.clone().scope(async move {
         let handler = async move { Buffered::capture(handler.await).await };
-        run_claimed::<Buffered, C, _>(&store, &options.as_ref().spec, claim, handler).await
-    });
+        let spec = &options.as_ref().spec;
+        run_claimed::<Buffered, C, _>(&observer, &store, spec, claim, handler).await
+    }));
     match task.await {
         Ok(buffered) => buffered.into_response(),
         Err(_) => Problem::from(Error::HandlerPanicked).into_response(),

@@ -58,6 +58,8 @@ mod default_store;
 mod execute;
 #[cfg(feature = "axum")]
 pub mod http;
+#[cfg(feature = "macros")]
+pub mod observe;
 
 #[cfg(feature = "macros")]
 pub use claim::{ClaimHandle, current_claim};

@@ -131,6 +131,11 @@ pub trait IdempotencyStore: Send + Sync {
     /// # Errors
     /// [`Error::StoreUnavailable`], [`Error::Corrupt`].
     async fn get(&self, key: &IdempotencyKey) -> Result<Option<ExistingEntry>, Error>;
+
+    /// A short name for spans and metrics: `"memory"`, `"valkey"`. Default `"custom"`.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
 }
 
 macro_rules! forward_store {
@@ -169,6 +174,10 @@ macro_rules! forward_store {
 
             async fn get(&self, key: &IdempotencyKey) -> Result<Option<ExistingEntry>, Error> {
                 (**self).get(key).await
+            }
+
+            fn kind(&self) -> &'static str {
+                (**self).kind()
             }
         }
     )*};

@@ -537,4 +537,8 @@ impl IdempotencyStore for MemoryStore {
     async fn get(&self, key: &IdempotencyKey) -> Result<Option<ExistingEntry>, Error> {
         Ok(self.get_sync(key))
     }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
 }

@@ -518,6 +518,10 @@ impl IdempotencyStore for ValkeyStore {
             value => record(Some(&value)).map(Some),
         }
     }
+
+    fn kind(&self) -> &'static str {
+        "valkey"
+    }
 }
 
 #[cfg(test)]

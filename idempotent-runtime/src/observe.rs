@@ -1,0 +1,326 @@
+//! What an execution tells operators: a `tracing` span (feature `tracing`) and `metrics`
+//! (feature `metrics`). With both features off every item here is empty and inlined away: no
+//! formatting, no allocation, no clock reads.
+//!
+//! # Span
+//! `idempotent.execution` (span names are static in `tracing`), INFO, with the fields
+//! `operation`, `otel.name` (= the operation, so OpenTelemetry exports name the span after it),
+//! `key` (the first 16 hex digits of the hashed stored key — the client's key never appears),
+//! `outcome`, `fencing_token` (the claim's counter), `lease_renewals`. Store calls are child
+//! spans `idempotent.store` (DEBUG) with `store` and `op`; their duration is the latency.
+//! Bodies are never recorded.
+//!
+//! # Metrics
+//! - `idempotent_executions_total{operation, outcome}` — counter
+//! - `idempotent_store_seconds{store, op}` — histogram of store-call latency
+//! - `idempotent_in_flight_claims` — gauge of claims this process holds now
+//! - `idempotent_stale_completions_total{operation}` — completions rejected as stale
+//! - `idempotent_lease_renewals_total{operation}` — lease renewals
+//!
+//! # Outcomes
+//! `executed` (ran, result stored), `replayed`, `in_flight`, `mismatch` (key reused with
+//! another request), `stale` (ran, but the claim had been taken over), `not_replayable` (ran,
+//! result too large or unserializable — or a replay of such a record), `released` (ran,
+//! returned an error / 5xx, key freed), `panicked`, `store_error` (unreachable, full, corrupt),
+//! `rejected_key` (invalid key or request that cannot be fingerprinted).
+
+use std::future::Future;
+
+use crate::{Error, FencingToken, IdempotencyKey};
+
+/// How one execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Executed,
+    Replayed,
+    InFlight,
+    Mismatch,
+    Stale,
+    NotReplayable,
+    Released,
+    Panicked,
+    StoreError,
+    RejectedKey,
+}
+
+impl Outcome {
+    /// The label value.
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Executed => "executed",
+            Self::Replayed => "replayed",
+            Self::InFlight => "in_flight",
+            Self::Mismatch => "mismatch",
+            Self::Stale => "stale",
+            Self::NotReplayable => "not_replayable",
+            Self::Released => "released",
+            Self::Panicked => "panicked",
+            Self::StoreError => "store_error",
+            Self::RejectedKey => "rejected_key",
+        }
+    }
+
+    /// The outcome an error answer stands for.
+    pub(crate) fn of(error: &Error) -> Self {
+        match error {
+            Error::InFlight => Self::InFlight,
+            Error::FingerprintMismatch => Self::Mismatch,
+            Error::StaleFencingToken => Self::Stale,
+            Error::NotReplayable => Self::NotReplayable,
+            Error::HandlerPanicked => Self::Panicked,
+            Error::InvalidKey(_) | Error::Fingerprint(_) => Self::RejectedKey,
+            Error::StoreUnavailable(_)
+            | Error::Corrupt(_)
+            | Error::CapacityExceeded { .. }
+            | Error::InvalidDuration { .. }
+            | Error::DefaultStoreAlreadySet => Self::StoreError,
+        }
+    }
+}
+
+/// The observation of one execution: its span and its metric labels.
+#[derive(Debug, Clone)]
+pub(crate) struct Observer {
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+    /// The operation label, or `None` when no recorder is installed.
+    #[cfg(feature = "metrics")]
+    operation: Option<std::sync::Arc<str>>,
+}
+
+/// Whether a `metrics` recorder is installed. The facade answers calls without one with its
+/// `NoopRecorder`, a zero-sized type: recording through it would still build keys, allocate
+/// labels and read the clock, so the runtime skips all of that when the recorder in place is
+/// zero-sized (a real recorder has state).
+#[cfg(feature = "metrics")]
+#[inline]
+fn metrics_on() -> bool {
+    metrics::with_recorder(|recorder| std::mem::size_of_val(recorder) != 0)
+}
+
+impl Observer {
+    /// Starts observing an execution of `operation`.
+    #[inline]
+    #[cfg_attr(
+        not(any(feature = "tracing", feature = "metrics")),
+        allow(unused_variables)
+    )]
+    pub(crate) fn start(operation: &str) -> Self {
+        Self {
+            #[cfg(feature = "tracing")]
+            span: if tracing::dispatcher::has_been_set() {
+                tracing::info_span!(
+                    "idempotent.execution",
+                    operation,
+                    otel.name = operation,
+                    key = tracing::field::Empty,
+                    outcome = tracing::field::Empty,
+                    fencing_token = tracing::field::Empty,
+                    lease_renewals = tracing::field::Empty,
+                )
+            } else {
+                tracing::Span::none()
+            },
+            #[cfg(feature = "metrics")]
+            operation: metrics_on().then(|| operation.into()),
+        }
+    }
+
+    /// Runs `future` inside the execution's span.
+    #[inline]
+    pub(crate) fn scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+        #[cfg(feature = "tracing")]
+        {
+            // Without a subscriber the future runs as it is: no wrapper to move it into.
+            if self.span.is_disabled() {
+                Scoped::Plain { future }
+            } else {
+                Scoped::Traced {
+                    future: tracing::Instrument::instrument(future, self.span.clone()),
+                }
+            }
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            future
+        }
+    }
+
+    /// Records the (hashed) stored key.
+    #[inline]
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn key(&self, stored_key: &IdempotencyKey) {
+        #[cfg(feature = "tracing")]
+        self.span
+            .record("key", stored_key.as_str().get(..16).unwrap_or_default());
+    }
+
+    /// Records a claim; the returned guard counts it as in flight until dropped.
+    #[inline]
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn claimed(&self, token: FencingToken) -> InFlight {
+        #[cfg(feature = "tracing")]
+        self.span.record("fencing_token", token.counter());
+        #[cfg(feature = "metrics")]
+        if self.operation.is_some() {
+            metrics::gauge!("idempotent_in_flight_claims").increment(1);
+        }
+        InFlight {
+            #[cfg(feature = "metrics")]
+            counted: self.operation.is_some(),
+        }
+    }
+
+    /// Records how many times the claim's lease was renewed.
+    #[inline]
+    #[cfg_attr(
+        not(any(feature = "tracing", feature = "metrics")),
+        allow(unused_variables)
+    )]
+    pub(crate) fn renewals(&self, renewals: u32) {
+        #[cfg(feature = "tracing")]
+        self.span.record("lease_renewals", renewals);
+        #[cfg(feature = "metrics")]
+        if let (Some(operation), true) = (&self.operation, renewals > 0) {
+            metrics::counter!("idempotent_lease_renewals_total", "operation" => operation.to_string())
+                .increment(u64::from(renewals));
+        }
+    }
+
+    /// Records how the execution ended.
+    #[inline]
+    #[cfg_attr(
+        not(any(feature = "tracing", feature = "metrics")),
+        allow(unused_variables)
+    )]
+    pub(crate) fn outcome(&self, outcome: Outcome) {
+        #[cfg(feature = "tracing")]
+        self.span.record("outcome", outcome.as_str());
+        #[cfg(feature = "metrics")]
+        if let Some(operation) = &self.operation {
+            let operation = operation.to_string();
+            if outcome == Outcome::Stale {
+                metrics::counter!("idempotent_stale_completions_total", "operation" => operation.clone())
+                    .increment(1);
+            }
+            metrics::counter!(
+                "idempotent_executions_total",
+                "operation" => operation,
+                "outcome" => outcome.as_str(),
+            )
+            .increment(1);
+        }
+    }
+}
+
+/// Counts a claim as in flight while alive (a dropped handler future drops it too).
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    #[cfg(feature = "metrics")]
+    counted: bool,
+}
+
+impl Drop for InFlight {
+    #[inline]
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        if self.counted {
+            metrics::gauge!("idempotent_in_flight_claims").decrement(1);
+        }
+    }
+}
+
+#[cfg(feature = "tracing")]
+pin_project_lite::pin_project! {
+    /// A future inside the execution's span, or as it is when nobody listens.
+    #[project = ScopedProj]
+    #[derive(Debug)]
+    pub(crate) enum Scoped<F> {
+        Plain { #[pin] future: F },
+        Traced { #[pin] future: tracing::instrument::Instrumented<F> },
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.project() {
+            ScopedProj::Plain { future } => future.poll(cx),
+            ScopedProj::Traced { future } => future.poll(cx),
+        }
+    }
+}
+
+/// Runs one store call as a child span and records its latency.
+#[inline]
+#[cfg_attr(
+    not(any(feature = "tracing", feature = "metrics")),
+    allow(unused_variables)
+)]
+pub(crate) fn store_call<F: Future>(store: &'static str, op: &'static str, call: F) -> Timed<F> {
+    #[cfg(feature = "tracing")]
+    let span = tracing::dispatcher::has_been_set()
+        .then(|| tracing::debug_span!("idempotent.store", store, op))
+        .filter(|span| !span.is_disabled());
+    #[cfg(not(feature = "tracing"))]
+    let span = ();
+    #[cfg(feature = "metrics")]
+    let start = metrics_on().then(|| (std::time::Instant::now(), store, op));
+    #[cfg(not(feature = "metrics"))]
+    let start = ();
+    Timed { call, span, start }
+}
+
+pin_project_lite::pin_project! {
+    /// A store call, observed: a plain poll of the call when nobody listens.
+    #[derive(Debug)]
+    pub(crate) struct Timed<F> {
+        #[pin]
+        call: F,
+        span: SpanSlot,
+        start: StartSlot,
+    }
+}
+
+/// The store call's span, when tracing is compiled in (pin-project-lite takes no `cfg` on
+/// fields, so the slots change type instead).
+#[cfg(feature = "tracing")]
+type SpanSlot = Option<tracing::Span>;
+#[cfg(not(feature = "tracing"))]
+type SpanSlot = ();
+/// When the store call started, and its labels, when metrics are compiled in.
+#[cfg(feature = "metrics")]
+type StartSlot = Option<(std::time::Instant, &'static str, &'static str)>;
+#[cfg(not(feature = "metrics"))]
+type StartSlot = ();
+
+impl<F: Future> Future for Timed<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        #[cfg_attr(
+            not(any(feature = "tracing", feature = "metrics")),
+            allow(unused_variables, clippy::let_unit_value)
+        )]
+        let this = self.project();
+        #[cfg(feature = "tracing")]
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
+        let out = std::task::ready!(this.call.poll(cx));
+        #[cfg(feature = "metrics")]
+        if let Some((start, store, op)) = this.start.take() {
+            metrics::histogram!("idempotent_store_seconds", "store" => store, "op" => op)
+                .record(start.elapsed().as_secs_f64());
+        }
+        std::task::Poll::Ready(out)
+    }
+}
