@@ -577,3 +577,43 @@ async fn the_layer_runs_the_same_protocol_for_unannotated_handlers() {
     );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn the_layer_tells_a_broken_body_from_a_large_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let router = Router::new()
+        .route(
+            "/payments",
+            post(move |body: String| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    body
+                }
+            }),
+        )
+        .route_layer(IdempotencyLayer::new(MemoryStore::new()));
+    let base = serve(router).await;
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /payments HTTP/1.1\r\nhost: x\r\nidempotency-key: k\r\ncontent-length: 100\r\n\r\nonly ten b")
+        .await
+        .expect("write");
+    stream
+        .shutdown()
+        .await
+        .expect("half-close: the body breaks off");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        response.contains("urn:idempotent:problem:unreadable-body"),
+        "{response}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the handler never ran");
+}

@@ -151,6 +151,19 @@ impl<S: Clone, I> Layer<I> for IdempotencyLayer<S> {
     }
 }
 
+/// Whether reading a body failed because it was over the limit (not because the client broke
+/// off).
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// The service of [`IdempotencyLayer`].
 #[derive(Clone)]
 pub struct IdempotencyService<S, I> {
@@ -198,8 +211,13 @@ where
             if let Ok(None) = key {
                 return inner.call(Request::from_parts(parts, body)).await;
             }
-            let Ok(bytes) = axum::body::to_bytes(body, layer.max_request_body).await else {
-                return Ok(Problem::body_too_large(layer.max_request_body).into_response());
+            let bytes = match axum::body::to_bytes(body, layer.max_request_body).await {
+                Ok(bytes) => bytes,
+                Err(e) if is_length_limit(&e) => {
+                    return Ok(Problem::body_too_large(layer.max_request_body).into_response());
+                }
+                // The client went away or sent a broken body: nothing ran, nothing to store.
+                Err(e) => return Ok(Problem::unreadable_body(&e).into_response()),
             };
             let fingerprint = head.fingerprint(layer.options.operation(), |b| {
                 b.bytes(&bytes);

@@ -18,6 +18,7 @@ use crate::Error;
 /// | `not-replayable` | 409 | it ran, but its response was too large or unreadable to keep |
 /// | `superseded` | 409 | this request's claim lapsed and a retry took over; the retry's response stands |
 /// | `body-too-large` | 413 | the request body is over the configured limit |
+/// | `unreadable-body` | 400 | the request body broke off or was malformed (layer only) |
 /// | `key-reused` | 422 | the key was used with another request (method, route, query or body) |
 /// | `store-unavailable` | 503 + `Retry-After` | the idempotency store did not answer |
 /// | `corrupt-record` | 500 | the stored record cannot be read |
@@ -87,6 +88,18 @@ impl Problem {
             "body-too-large",
             "Request body too large",
             format!("the request body is over the limit of {limit} bytes"),
+        )
+    }
+
+    /// 400: the request body could not be read (the client broke off, or sent a malformed
+    /// body).
+    #[must_use]
+    pub fn unreadable_body(error: &dyn std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable-body",
+            "Request body unreadable",
+            format!("the request body could not be read: {error}"),
         )
     }
 
