@@ -54,7 +54,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{RedisError, Script, ScriptInvocation, Value};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -282,10 +282,7 @@ impl ValkeyStore {
         command.arg("GET").arg("maxmemory-policy");
         let reply = self
             .timed(async {
-                match self.connection.clone() {
-                    Connection::Single(mut c) => c.req_packed_command(&command).await,
-                    Connection::Cluster(mut c) => c.req_packed_command(&command).await,
-                }
+                self.send(&command).await
             })
             .await
             .map_err(|e| {
@@ -325,13 +322,46 @@ impl ValkeyStore {
         }
     }
 
-    async fn invoke(&self, invocation: ScriptInvocation<'_>) -> Result<Value, Error> {
-        // Both connections apply the response timeout themselves (set at connect).
-        let result = match self.connection.clone() {
-            Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
-            Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+    /// Runs `script` on `key` with the arguments `args` adds: EVALSHA, and after a NOSCRIPT
+    /// (a flush or a restart) SCRIPT LOAD and once more. The command is built once, straight
+    /// into its wire buffer.
+    async fn invoke(
+        &self,
+        script: &Script,
+        key: &str,
+        args: impl FnOnce(&mut redis::Cmd),
+    ) -> Result<Value, Error> {
+        let mut command = redis::cmd("EVALSHA");
+        command.arg(script.get_hash()).arg(1).arg(key);
+        args(&mut command);
+        let result = match self.send(&command).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                match self.load(script).await {
+                    Ok(_) => self.send(&command).await,
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
         };
         result.map_err(from_redis)
+    }
+
+    /// Sends one command; a server error reply becomes an `Err`. Both connections apply the
+    /// response timeout themselves.
+    async fn send(&self, command: &redis::Cmd) -> Result<Value, RedisError> {
+        let reply = match self.connection.clone() {
+            Connection::Single(mut c) => c.req_packed_command(command).await,
+            Connection::Cluster(mut c) => c.req_packed_command(command).await,
+        };
+        reply.and_then(Value::extract_error)
+    }
+
+    /// Loads `script` (on every primary, for a cluster).
+    async fn load(&self, script: &Script) -> Result<String, RedisError> {
+        match self.connection.clone() {
+            Connection::Single(mut c) => script.load_async(&mut c).await,
+            Connection::Cluster(mut c) => script.load_async(&mut c).await,
+        }
     }
 }
 
@@ -426,13 +456,14 @@ impl IdempotencyStore for ValkeyStore {
             State::Processing,
         )?;
         let record_key = self.record_key(key);
-        let mut invocation = CLAIM.prepare_invoke();
-        invocation
-            .key(&record_key)
-            .arg(value.as_slice())
-            .arg(millis(entry.ttl()))
-            .arg(millis(entry.lease()));
-        let items = match self.invoke(invocation).await? {
+        let reply = self
+            .invoke(&CLAIM, &record_key, |c| {
+                c.arg(value.as_slice())
+                    .arg(millis(entry.ttl()))
+                    .arg(millis(entry.lease()));
+            })
+            .await?;
+        let items = match reply {
             Value::Array(items) => items,
             other => return Err(Error::Corrupt(format!("unexpected claim reply {other:?}"))),
         };
@@ -476,21 +507,24 @@ impl IdempotencyStore for ValkeyStore {
             state,
         )?;
         let record_key = self.record_key(key);
-        let mut invocation = COMPLETE.prepare_invoke();
-        invocation
-            .key(&record_key)
-            .arg(millis(entry.ttl()))
-            .arg(value.as_slice());
-        status(&self.invoke(invocation).await?)
+        let ttl = millis(entry.ttl());
+        let reply = self
+            .invoke(&COMPLETE, &record_key, |c| {
+                c.arg(ttl).arg(value.as_slice());
+            })
+            .await?;
+        status(&reply)
     }
 
     async fn release(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
         let record_key = self.record_key(key);
-        let mut invocation = RELEASE.prepare_invoke();
-        invocation
-            .key(&record_key)
-            .arg(token.nonce().to_be_bytes().as_slice());
-        status(&self.invoke(invocation).await?)
+        let nonce = token.nonce().to_be_bytes();
+        let reply = self
+            .invoke(&RELEASE, &record_key, |c| {
+                c.arg(nonce.as_slice());
+            })
+            .await?;
+        status(&reply)
     }
 
     async fn renew(
@@ -501,19 +535,18 @@ impl IdempotencyStore for ValkeyStore {
     ) -> Result<(), Error> {
         check_duration("lease", lease)?;
         let record_key = self.record_key(key);
-        let mut invocation = RENEW.prepare_invoke();
-        invocation
-            .key(&record_key)
-            .arg(token.nonce().to_be_bytes().as_slice())
-            .arg(millis(lease));
-        status(&self.invoke(invocation).await?)
+        let nonce = token.nonce().to_be_bytes();
+        let reply = self
+            .invoke(&RENEW, &record_key, |c| {
+                c.arg(nonce.as_slice()).arg(millis(lease));
+            })
+            .await?;
+        status(&reply)
     }
 
     async fn get(&self, key: &IdempotencyKey) -> Result<Option<ExistingEntry>, Error> {
         let record_key = self.record_key(key);
-        let mut invocation = GET.prepare_invoke();
-        invocation.key(&record_key);
-        match self.invoke(invocation).await? {
+        match self.invoke(&GET, &record_key, |_| {}).await? {
             Value::Nil => Ok(None),
             value => record(Some(&value)).map(Some),
         }
