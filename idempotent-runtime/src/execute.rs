@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::claim::{ClaimState, Guarded};
 use crate::codec::{CacheErrors, Disposition, Plain, ResultCodec};
+use crate::hex::push_hex;
 use crate::observe::{Observer, Outcome, store_call};
 use crate::{
     DEFAULT_LEASE, DEFAULT_TTL, DefaultFingerprintStrategy, Error, ExistingEntry, FencingToken,
@@ -35,7 +36,7 @@ pub enum Concurrency {
 
 /// The options of an execution: what the attribute says. `const`-constructible, so the
 /// macro emits it as a `static`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Spec {
     ttl: Duration,
     lease: Duration,
@@ -122,20 +123,11 @@ pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -
         None => part(b"unscoped"),
     }
     part(key.as_str().as_bytes());
-    let digest = hasher.finalize();
-    let mut hex = [0u8; 64];
-    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
-    }
-    // Hex digits are visible ASCII, so neither step can fail; fall back to the key regardless.
-    std::str::from_utf8(&hex)
-        .ok()
-        .and_then(|hex| IdempotencyKey::new(hex).ok())
-        .unwrap_or_else(|| key.clone())
+    let mut hex = String::with_capacity(64);
+    push_hex(&mut hex, &hasher.finalize());
+    // Hex digits are visible ASCII, so this cannot fail; fall back to the key regardless.
+    IdempotencyKey::try_from(hex).unwrap_or_else(|_| key.clone())
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Runs `handler` at most once per key, per DESIGN §3. `R` is the handler's result and `C`
 /// how it is stored. Never panics; every failure is reported through `C::error`.

@@ -96,10 +96,6 @@ impl HttpOptions {
         self.header = Cow::Owned(header);
     }
 
-    pub(crate) fn spec_mut(&mut self) -> &mut Spec {
-        &mut self.spec
-    }
-
     pub(crate) fn operation(&self) -> &str {
         &self.operation
     }

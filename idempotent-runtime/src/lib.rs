@@ -20,6 +20,8 @@ mod entry;
 mod error;
 mod fencing;
 mod fingerprint;
+#[cfg(any(feature = "macros", feature = "valkey"))]
+mod hex;
 mod key;
 mod response;
 pub mod store;

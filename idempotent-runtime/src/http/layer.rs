@@ -100,25 +100,25 @@ impl<S: IdempotencyStore + Clone + 'static> IdempotencyLayer<S> {
     /// How long a response is replayed. Default 24 h.
     #[must_use]
     pub fn ttl(self, ttl: Duration) -> Self {
-        self.with(|o| *o.spec_mut() = o.spec_mut().clone().ttl(ttl))
+        self.with(|o| o.spec = o.spec.ttl(ttl))
     }
 
     /// How long a claim holds without a heartbeat. Default 30 s.
     #[must_use]
     pub fn lease(self, lease: Duration) -> Self {
-        self.with(|o| *o.spec_mut() = o.spec_mut().clone().lease(lease))
+        self.with(|o| o.spec = o.spec.lease(lease))
     }
 
     /// What a request does while another with its key runs. Default: 409.
     #[must_use]
     pub fn concurrency(self, concurrency: Concurrency) -> Self {
-        self.with(|o| *o.spec_mut() = o.spec_mut().clone().concurrency(concurrency))
+        self.with(|o| o.spec = o.spec.concurrency(concurrency))
     }
 
     /// The largest response body kept for replay. Default 1 MiB.
     #[must_use]
     pub fn max_body(self, max_body: usize) -> Self {
-        self.with(|o| *o.spec_mut() = o.spec_mut().clone().max_body(max_body))
+        self.with(|o| o.spec = o.spec.max_body(max_body))
     }
 
     /// The largest request body buffered for the fingerprint; beyond it, 413. Default 1 MiB.

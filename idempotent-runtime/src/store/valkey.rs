@@ -57,6 +57,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use sha2::{Digest, Sha256};
 
+use crate::hex::push_hex;
 use crate::{
     Completed, Error, ExistingEntry, FencingToken, IdempotencyEntry, IdempotencyKey,
     IdempotencyStore, InsertResult, Processing, check_duration,
@@ -269,10 +270,7 @@ impl ValkeyStore {
         let mut out = String::with_capacity(self.prefix.len() + 34);
         out.push_str(&self.prefix);
         out.push('{');
-        for byte in &digest[..16] {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
+        push_hex(&mut out, &digest[..16]);
         out.push('}');
         out
     }
@@ -280,12 +278,7 @@ impl ValkeyStore {
     async fn check_eviction_policy(&self) -> Result<(), Error> {
         let mut command = redis::cmd("CONFIG");
         command.arg("GET").arg("maxmemory-policy");
-        let reply = self
-            .timed(async {
-                self.send(&command).await
-            })
-            .await
-            .map_err(|e| {
+        let reply = self.send(&command).await.map_err(|e| {
                 unavailable(format!(
                     "cannot read `maxmemory-policy` ({e}); if CONFIG is disabled on this server and it never evicts, connect with `allow_eviction()`"
                 ))
@@ -307,19 +300,6 @@ impl ValkeyStore {
             )));
         }
         Ok(())
-    }
-
-    async fn timed<T>(
-        &self,
-        call: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, RedisError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no reply within {:?}", self.timeout),
-            ))),
-        }
     }
 
     /// Runs `script` on `key` with the arguments `args` adds: EVALSHA, and after a NOSCRIPT
@@ -436,8 +416,6 @@ fn from_redis(e: RedisError) -> Error {
         _ => Error::StoreUnavailable(Box::new(e)),
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[async_trait]
 impl IdempotencyStore for ValkeyStore {
