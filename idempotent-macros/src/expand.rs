@@ -237,7 +237,7 @@ fn http_body(
     }
     let store = match &args.store {
         Some((_, expr)) => quote_spanned!(expr.span()=> #rt::store_handle(&(#expr))),
-        None => quote!(#rt::default_store()),
+        None => quote!(#rt::implicit_store(#operation)),
     };
     // The block gets the declared type (so `?` infers), unless it is `impl Trait`, which
     // cannot be named there.
@@ -322,7 +322,9 @@ fn plain_body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) ->
             let __idempotent_store_handle = #rt::store_handle(&(#expr));
             let __idempotent_store: &dyn #rt::IdempotencyStore = &__idempotent_store_handle;
         },
-        None => quote!(let __idempotent_store: &dyn #rt::IdempotencyStore = #rt::default_store();),
+        None => {
+            quote!(let __idempotent_store: &dyn #rt::IdempotencyStore = #rt::implicit_store(__idempotent_operation);)
+        }
     };
     let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
     // A type whose well-formedness needs the codec: the error points at the return type.

@@ -1,8 +1,9 @@
 //! Only for the code `#[idempotent]` generates. Not a public API: no stability promise.
 
 pub use crate::codec::{CacheErrors, Plain, ResultCodec};
+pub use crate::default_store::implicit_store;
 pub use crate::execute::{Concurrency, Spec, execute};
-pub use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore, default_store};
+pub use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
 pub use core::time::Duration;
 
 use serde::Serialize;

@@ -5,8 +5,11 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::FencingToken;
 
@@ -19,14 +22,27 @@ pub(crate) struct ClaimState {
     token: FencingToken,
     lost: AtomicBool,
     renewals: AtomicU32,
+    /// When the claim was sent: the lease can only have started after it.
+    origin: Instant,
+    /// The local lease deadline, in nanoseconds after `origin`: when the claim (or the last
+    /// successful renewal) was *sent*, plus the lease. The store's lease started no earlier,
+    /// so past this instant the lease may have lapsed, whatever the store says later.
+    deadline: AtomicU64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl ClaimState {
-    pub(crate) fn new(token: FencingToken) -> Arc<Self> {
+    /// The state of a claim sent at `sent` for `lease`.
+    pub(crate) fn new(token: FencingToken, sent: Instant, lease: Duration) -> Arc<Self> {
         Arc::new(Self {
             token,
             lost: AtomicBool::new(false),
             renewals: AtomicU32::new(0),
+            origin: sent,
+            deadline: AtomicU64::new(nanos(lease)),
         })
     }
 
@@ -34,8 +50,20 @@ impl ClaimState {
         self.lost.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn count_renewal(&self) {
+    /// A renewal sent at `sent` for `lease` succeeded.
+    pub(crate) fn renewed(&self, sent: Instant, lease: Duration) {
         self.renewals.fetch_add(1, Ordering::Relaxed);
+        let deadline = nanos(sent.saturating_duration_since(self.origin) + lease);
+        self.deadline.fetch_max(deadline, Ordering::SeqCst);
+    }
+
+    /// How long the lease surely holds from now; zero once it may have lapsed or was lost.
+    pub(crate) fn remaining(&self) -> Duration {
+        if self.lost.load(Ordering::SeqCst) {
+            return Duration::ZERO;
+        }
+        let deadline = self.origin + Duration::from_nanos(self.deadline.load(Ordering::SeqCst));
+        deadline.saturating_duration_since(Instant::now())
     }
 
     pub(crate) fn renewals(&self) -> u32 {
@@ -44,8 +72,14 @@ impl ClaimState {
 }
 
 /// The claim of the idempotent execution running on this task: its fencing token, and whether
-/// the claim was lost (a renewal was rejected because the lease lapsed and another request took
-/// the key over; the handler should stop and commit nothing). From [`current_claim`].
+/// the claim may be lost. From [`current_claim`].
+///
+/// The runtime renews the lease in the background; but a process that stalls (a GC pause, a
+/// SIGSTOP, a blocked thread) renews nothing, and another request may take the key over
+/// meanwhile. So before it commits an effect that must not happen twice, a handler asks
+/// [`is_lost`](Self::is_lost) (or [`lease_remaining`](Self::lease_remaining)): the answer is
+/// computed locally from when the claim and its renewals were *sent*, so it is right even
+/// before any renewal was refused.
 #[derive(Debug, Clone)]
 pub struct ClaimHandle(Arc<ClaimState>);
 
@@ -56,10 +90,19 @@ impl ClaimHandle {
         self.0.token
     }
 
-    /// Whether a lease renewal was rejected: the key may now belong to another request.
+    /// Whether the claim may be lost: a renewal was rejected, or the lease may have lapsed
+    /// (no renewal succeeded within a lease of the last one sent). The key may now belong to
+    /// another request: commit nothing.
     #[must_use]
     pub fn is_lost(&self) -> bool {
-        self.0.lost.load(Ordering::SeqCst)
+        self.0.remaining().is_zero()
+    }
+
+    /// How long the claim surely holds from now: zero once it [`is_lost`](Self::is_lost).
+    /// Compare it with how long the commit takes.
+    #[must_use]
+    pub fn lease_remaining(&self) -> Duration {
+        self.0.remaining()
     }
 
     /// How many times the lease was renewed so far.

@@ -32,8 +32,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::{
-    CachedResponse, Completed, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry,
-    IdempotencyKey, IdempotencyStore, InsertResult, Processing,
+    CachedResponse, CompletedRecord, Error, ExistingEntry, FencingToken, Fingerprint,
+    IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, Processing,
 };
 
 /// What the suite needs from a store under test.
@@ -107,6 +107,9 @@ checks!(
     not_replayable_results_are_kept_as_done,
     invalid_durations_write_nothing,
     responses_round_trip_exactly,
+    a_completion_with_another_fingerprint_is_refused,
+    a_token_with_the_right_nonce_and_another_counter_is_stale,
+    a_re_sent_claim_is_the_same_claim,
 );
 
 /// Runs every check in order; stops at the first failure.
@@ -178,7 +181,7 @@ async fn existing<H: Harness>(
     }
 }
 
-fn completed(existing: ExistingEntry) -> Result<IdempotencyEntry<Completed>, String> {
+fn completed(existing: ExistingEntry) -> Result<CompletedRecord, String> {
     match existing {
         ExistingEntry::Completed(entry) => Ok(entry),
         ExistingEntry::Processing(entry) => Err(format!("expected Completed, found {entry:?}")),
@@ -553,4 +556,124 @@ async fn responses_round_trip_exactly<H: Harness>(h: &H) -> Result<(), String> {
         "round trip changed the response: {replay:?}"
     );
     Ok(())
+}
+
+async fn a_completion_with_another_fingerprint_is_refused<H: Harness>(h: &H) -> Result<(), String> {
+    let key = fresh_key()?;
+    let store = h.store();
+    let (token, entry) = claim(h, &key, fingerprint(17)).await?;
+    let other = IdempotencyEntry::new(fingerprint(18))
+        .with_ttl(h.ttl())
+        .complete(CachedResponse::from("not this request's"));
+    let result = store.complete(&key, other, token).await;
+    ensure!(
+        matches!(result, Err(Error::FingerprintMismatch)),
+        "a completion with another fingerprint: {result:?}"
+    );
+    let found = existing(h, &key, fingerprint(17)).await?;
+    ensure!(
+        matches!(&found, ExistingEntry::Processing(e) if e.fingerprint() == fingerprint(17)),
+        "the refused completion changed the record: {found:?}"
+    );
+    store
+        .complete(&key, entry.complete(CachedResponse::from("17")), token)
+        .await
+        .map_err(|e| err("the claim's own completion", &e))?;
+    let done = completed(existing(h, &key, fingerprint(17)).await?)?;
+    ensure!(
+        done.fingerprint() == fingerprint(17),
+        "stored fingerprint {:?}",
+        done.fingerprint()
+    );
+    Ok(())
+}
+
+async fn a_token_with_the_right_nonce_and_another_counter_is_stale<H: Harness>(
+    h: &H,
+) -> Result<(), String> {
+    let key = fresh_key()?;
+    let store = h.store();
+    let (token, entry) = claim(h, &key, fingerprint(19)).await?;
+    for counter in [
+        token.counter().wrapping_add(1),
+        token.counter().wrapping_sub(1),
+    ] {
+        let forged = FencingToken::new(counter, token.nonce());
+        expect_stale(
+            "renew with another counter",
+            store.renew(&key, forged, h.lease()).await,
+        )?;
+        expect_stale(
+            "release with another counter",
+            store.release(&key, forged).await,
+        )?;
+        expect_stale(
+            "complete with another counter",
+            store
+                .complete(
+                    &key,
+                    entry.clone().complete(CachedResponse::from("x")),
+                    forged,
+                )
+                .await,
+        )?;
+    }
+    let found = existing(h, &key, fingerprint(19)).await?;
+    ensure!(
+        matches!(found, ExistingEntry::Processing(_)),
+        "a forged counter changed the record: {found:?}"
+    );
+    Ok(())
+}
+
+async fn a_re_sent_claim_is_the_same_claim<H: Harness>(h: &H) -> Result<(), String> {
+    let key = fresh_key()?;
+    let store = h.store();
+    let sent = entry(h, fingerprint(20));
+    let (token, _) = match store.try_insert(&key, sent.clone()).await {
+        Ok(InsertResult::Claimed {
+            fencing_token,
+            entry,
+        }) => (fencing_token, entry),
+        other => return Err(format!("first send: expected a claim, got {other:?}")),
+    };
+    ensure!(
+        token.nonce() == sent.claim_nonce(),
+        "the token's nonce is not the entry's"
+    );
+    // The reply was "lost": the same claim, sent again, is the caller's own.
+    match store.try_insert(&key, sent.clone()).await {
+        Ok(InsertResult::Claimed { fencing_token, .. }) => ensure!(
+            fencing_token == token,
+            "re-sent claim got {fencing_token:?}, first {token:?}"
+        ),
+        other => {
+            return Err(format!(
+                "re-sent claim: expected the same claim, got {other:?}"
+            ));
+        }
+    }
+    // Another request (another nonce) still sees it in flight.
+    let found = existing(h, &key, fingerprint(20)).await?;
+    ensure!(
+        matches!(found, ExistingEntry::Processing(_)),
+        "another request found {found:?}"
+    );
+    store
+        .release(&key, token)
+        .await
+        .map_err(|e| err("release of the re-sent claim", &e))?;
+    let got = store.get(&key).await.map_err(|e| err("get", &e))?;
+    ensure!(got.is_none(), "released record still returned: {got:?}");
+    // Once completed, re-sending the claim finds the result: it never runs again.
+    let (token, first) = claim(h, &key, fingerprint(20)).await?;
+    let again = first.clone();
+    store
+        .complete(&key, first.complete(CachedResponse::from("20")), token)
+        .await
+        .map_err(|e| err("complete", &e))?;
+    match store.try_insert(&key, again).await {
+        Ok(InsertResult::Exists(ExistingEntry::Completed(_))) => Ok(()),
+        other => Err(format!("re-sent completed claim: got {other:?}")),
+    }
 }

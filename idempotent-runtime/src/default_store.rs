@@ -1,11 +1,29 @@
 //! The process-wide default store: a [`MemoryStore`](crate::MemoryStore) until the
 //! application installs another at start-up.
+//!
+//! Falling back to it silently would be a trap: two instances of a service each with its own
+//! in-memory store do not protect each other. So the fallback is loud — a WARN (feature
+//! `tracing`, else a line on stderr) the first time it serves each operation — and an
+//! application can forbid it ([`forbid_implicit_default_store`]).
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::{Error, IdempotencyStore};
+use async_trait::async_trait;
+
+use crate::{
+    Completed, Error, ExistingEntry, FencingToken, IdempotencyEntry, IdempotencyKey,
+    IdempotencyStore, InsertResult, Processing,
+};
 
 static DEFAULT: OnceLock<Arc<dyn IdempotencyStore>> = OnceLock::new();
+/// Whether `DEFAULT` is the fallback nobody installed.
+static IMPLICIT: AtomicBool = AtomicBool::new(false);
+/// Whether the application forbade the fallback.
+static FORBIDDEN: AtomicBool = AtomicBool::new(false);
+/// The operations the fallback has served (each is warned about once).
+static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
 /// Installs the store used by every `#[idempotent]` fn without `store = …`. Call it once at
 /// start-up, before the first idempotent call.
@@ -27,11 +45,62 @@ pub fn set_default_store(store: impl IdempotencyStore + 'static) -> Result<(), E
         .map_err(|_| Error::DefaultStoreAlreadySet)
 }
 
+/// Forbids the implicit default: from now on an execution without `store = …` whose
+/// application installed no store with [`set_default_store`] fails with [`Error::NoStore`]
+/// (HTTP 500) and runs nothing — even if the implicit default served earlier calls. For
+/// services that run on several instances, where a per-process store would protect nothing.
+/// A store installed with [`set_default_store`] still serves.
+///
+/// ```
+/// use idempotent_runtime::forbid_implicit_default_store;
+///
+/// forbid_implicit_default_store(); // at start-up, before serving
+/// ```
+pub fn forbid_implicit_default_store() {
+    FORBIDDEN.store(true, Ordering::SeqCst);
+}
+
 /// The process-wide default store; creates a `MemoryStore` on first use when none was
-/// installed.
+/// installed (and nothing forbade it).
 #[must_use]
 pub fn default_store() -> &'static dyn IdempotencyStore {
-    &**DEFAULT.get_or_init(fallback)
+    let installed = DEFAULT.get().is_some() && !IMPLICIT.load(Ordering::SeqCst);
+    if FORBIDDEN.load(Ordering::SeqCst) && !installed {
+        static NONE: Unconfigured = Unconfigured(UnconfiguredWhy::Forbidden);
+        return &NONE;
+    }
+    &**DEFAULT.get_or_init(|| {
+        IMPLICIT.store(true, Ordering::SeqCst);
+        fallback()
+    })
+}
+
+/// The default store serving `operation`, warning the first time the implicit fallback does.
+/// What the macro's output calls when the attribute names no store.
+#[doc(hidden)]
+#[must_use]
+pub fn implicit_store(operation: &str) -> &'static dyn IdempotencyStore {
+    let store = default_store();
+    if IMPLICIT.load(Ordering::Relaxed) {
+        warn_once(operation);
+    }
+    store
+}
+
+fn warn_once(operation: &str) {
+    let Ok(mut warned) = WARNED.lock() else {
+        return;
+    };
+    let warned = warned.get_or_insert_with(HashSet::new);
+    if warned.contains(operation) {
+        return;
+    }
+    warned.insert(operation.to_owned());
+    let message = "no idempotency store was installed: this operation uses a per-process in-memory store, which does not protect a service running on several instances; install one with `set_default_store` or pass `store = …`";
+    #[cfg(feature = "tracing")]
+    tracing::warn!(operation, "{message}");
+    #[cfg(not(feature = "tracing"))]
+    eprintln!("WARN idempotent: operation `{operation}`: {message}");
 }
 
 #[cfg(feature = "memory")]
@@ -41,59 +110,66 @@ fn fallback() -> Arc<dyn IdempotencyStore> {
 
 #[cfg(not(feature = "memory"))]
 fn fallback() -> Arc<dyn IdempotencyStore> {
-    Arc::new(Unconfigured)
+    Arc::new(Unconfigured(UnconfiguredWhy::NoMemoryFeature))
 }
 
-/// Without the `memory` feature there is no embedded store: every call fails closed.
-#[cfg(not(feature = "memory"))]
-struct Unconfigured;
+/// Why there is no store.
+#[derive(Debug, Clone, Copy)]
+enum UnconfiguredWhy {
+    #[cfg_attr(feature = "memory", allow(dead_code))]
+    NoMemoryFeature,
+    Forbidden,
+}
 
-#[cfg(not(feature = "memory"))]
-#[async_trait::async_trait]
+/// No store: every call fails closed.
+#[derive(Debug)]
+struct Unconfigured(UnconfiguredWhy);
+
+impl Unconfigured {
+    fn error(&self) -> Error {
+        match self.0 {
+            UnconfiguredWhy::Forbidden => Error::NoStore,
+            UnconfiguredWhy::NoMemoryFeature => Error::StoreUnavailable(
+                "no default idempotency store: enable the `memory` feature or call `set_default_store`"
+                    .into(),
+            ),
+        }
+    }
+}
+
+#[async_trait]
 impl IdempotencyStore for Unconfigured {
     async fn try_insert(
         &self,
-        _: &crate::IdempotencyKey,
-        _: crate::IdempotencyEntry<crate::Processing>,
-    ) -> Result<crate::InsertResult, Error> {
-        Err(unconfigured())
+        _: &IdempotencyKey,
+        _: IdempotencyEntry<Processing>,
+    ) -> Result<InsertResult, Error> {
+        Err(self.error())
     }
 
     async fn complete(
         &self,
-        _: &crate::IdempotencyKey,
-        _: crate::IdempotencyEntry<crate::Completed>,
-        _: crate::FencingToken,
+        _: &IdempotencyKey,
+        _: IdempotencyEntry<Completed>,
+        _: FencingToken,
     ) -> Result<(), Error> {
-        Err(unconfigured())
+        Err(self.error())
     }
 
-    async fn release(
-        &self,
-        _: &crate::IdempotencyKey,
-        _: crate::FencingToken,
-    ) -> Result<(), Error> {
-        Err(unconfigured())
+    async fn release(&self, _: &IdempotencyKey, _: FencingToken) -> Result<(), Error> {
+        Err(self.error())
     }
 
     async fn renew(
         &self,
-        _: &crate::IdempotencyKey,
-        _: crate::FencingToken,
+        _: &IdempotencyKey,
+        _: FencingToken,
         _: std::time::Duration,
     ) -> Result<(), Error> {
-        Err(unconfigured())
+        Err(self.error())
     }
 
-    async fn get(&self, _: &crate::IdempotencyKey) -> Result<Option<crate::ExistingEntry>, Error> {
-        Err(unconfigured())
+    async fn get(&self, _: &IdempotencyKey) -> Result<Option<ExistingEntry>, Error> {
+        Err(self.error())
     }
-}
-
-#[cfg(not(feature = "memory"))]
-fn unconfigured() -> Error {
-    Error::StoreUnavailable(
-        "no default idempotency store: enable the `memory` feature or call `set_default_store`"
-            .into(),
-    )
 }

@@ -35,10 +35,17 @@ mod sealed {
 /// The state of an [`IdempotencyEntry`]: [`Processing`] or [`Completed`]. Sealed.
 pub trait EntryState: sealed::Sealed + fmt::Debug + Clone + Send + Sync + 'static {}
 
-/// A claim is held and the handler runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A claim is held and the handler runs. Carries the claim's random nonce.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Processing {
-    _private: (),
+    nonce: u128,
+}
+
+impl fmt::Debug for Processing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The nonce is the claim's secret half: never in logs.
+        f.debug_struct("Processing").finish_non_exhaustive()
+    }
 }
 
 /// The handler finished; its result (if it could be kept) is replayed.
@@ -74,14 +81,38 @@ pub struct IdempotencyEntry<S: EntryState = Processing> {
 }
 
 impl IdempotencyEntry<Processing> {
-    /// A new entry in `Processing`, with the default TTL (24 h) and lease (30 s).
+    /// A new entry in `Processing`, with the default TTL (24 h) and lease (30 s), and a fresh
+    /// random claim nonce.
+    ///
+    /// An entry is **one claim attempt**: a store's claim carries the entry's nonce, and
+    /// giving the same entry (or a clone) to `try_insert` again while that claim is live
+    /// returns the same claim — so a claim whose reply was lost can be re-sent, and released.
+    /// Build a new entry for every request.
+    ///
+    /// ```
+    /// use idempotent_runtime::{Fingerprint, IdempotencyEntry};
+    ///
+    /// let a = IdempotencyEntry::new(Fingerprint::from_u128(1));
+    /// let b = IdempotencyEntry::new(Fingerprint::from_u128(1));
+    /// assert_ne!(a.claim_nonce(), b.claim_nonce(), "two requests, two claims");
+    /// assert_eq!(a.clone().claim_nonce(), a.claim_nonce(), "one claim, re-sent");
+    /// ```
     pub fn new(fingerprint: Fingerprint) -> Self {
         Self {
             fingerprint,
             ttl: DEFAULT_TTL,
             lease: DEFAULT_LEASE,
-            state: Processing { _private: () },
+            state: Processing {
+                nonce: rand::random(),
+            },
         }
+    }
+
+    /// The random 128-bit nonce of the claim this entry makes: the nonce of the
+    /// [`FencingToken`](crate::FencingToken) a store issues for it.
+    #[must_use]
+    pub fn claim_nonce(&self) -> u128 {
+        self.state.nonce
     }
 
     /// Sets how long the completed result will be replayed.

@@ -60,9 +60,25 @@ pub enum Error {
     /// serialized, so it cannot be replayed. It will not run again.
     #[error("the request with this idempotency key already ran, but its result cannot be replayed")]
     NotReplayable,
+    /// No store was given and the implicit default store is forbidden
+    /// ([`forbid_implicit_default_store`](crate::forbid_implicit_default_store)). Nothing ran.
+    #[error(
+        "no idempotency store configured: pass `store = …` or call `set_default_store` at start-up"
+    )]
+    NoStore,
     /// `set_default_store` was called when a default store was already in place.
     #[error("a default idempotency store is already installed")]
     DefaultStoreAlreadySet,
+}
+
+impl Error {
+    /// Whether the failed store call may still have taken effect: its reply was lost
+    /// ([`ReplyLost`](crate::store::ReplyLost)), as after a response timeout. The runtime
+    /// resolves a claim sent that way; a retry with the same key is safe either way.
+    #[must_use]
+    pub fn may_have_applied(&self) -> bool {
+        matches!(self, Self::StoreUnavailable(source) if source.is::<crate::store::ReplyLost>())
+    }
 }
 
 /// The longest TTL or lease a store accepts: 365 days.

@@ -11,14 +11,16 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use tokio::time::Instant;
+
 use crate::claim::{ClaimState, Guarded};
 use crate::codec::{CacheErrors, Disposition, Plain, ResultCodec};
-use crate::hex::push_hex;
-use crate::observe::{Observer, Outcome, store_call};
+use crate::default_store::implicit_store;
+use crate::observe::{self, Observer, Outcome, Severity, store_call};
 use crate::{
-    DEFAULT_LEASE, DEFAULT_TTL, DefaultFingerprintStrategy, Error, ExistingEntry, FencingToken,
-    Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, Processing,
-    default_store,
+    CompletedRecord, DEFAULT_LEASE, DEFAULT_TTL, DefaultFingerprintStrategy, Error, ExistingEntry,
+    FencingToken, Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult,
+    Processing, StoredKey,
 };
 
 /// The largest result kept for replay, unless configured: 1 MiB.
@@ -94,7 +96,8 @@ impl Default for Spec {
 
 /// The key a record is stored under: SHA-256 over the length-prefixed (version, operation,
 /// scope, client key), as 64 hex digits. Fixed length, no user bytes: no principal's key can
-/// meet another's, and no client can pick a Redis Cluster hash tag.
+/// meet another's, and no client can pick a Redis Cluster hash tag. Operators find a customer's
+/// request in the logs by its first 16 digits (the `key` of spans and events).
 ///
 /// ```
 /// use idempotent_runtime::{storage_key, IdempotencyKey};
@@ -107,7 +110,7 @@ impl Default for Spec {
 /// # Ok::<(), idempotent_runtime::KeyError>(())
 /// ```
 #[must_use]
-pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -> IdempotencyKey {
+pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -> StoredKey {
     let mut hasher = Sha256::new();
     let mut part = |bytes: &[u8]| {
         hasher.update((bytes.len() as u64).to_le_bytes());
@@ -123,10 +126,7 @@ pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -
         None => part(b"unscoped"),
     }
     part(key.as_str().as_bytes());
-    let mut hex = String::with_capacity(64);
-    push_hex(&mut hex, &hasher.finalize());
-    // Hex digits are visible ASCII, so this cannot fail; fall back to the key regardless.
-    IdempotencyKey::try_from(hex).unwrap_or_else(|_| key.clone())
+    StoredKey::from_digest(&hasher.finalize().into())
 }
 
 /// Runs `handler` at most once per key, per DESIGN §3. `R` is the handler's result and `C`
@@ -157,9 +157,11 @@ where
         .await
 }
 
-/// The answer that reports `error`, recorded as the execution's outcome.
+/// The answer that reports `error`, recorded as the execution's outcome (and as an event
+/// when operators should see it).
 pub(crate) fn answer<R, C: ResultCodec<R>>(observer: &Observer, error: Error) -> R {
     observer.outcome(Outcome::of(&error));
+    observer.report_answer(&error);
     C::error(error)
 }
 
@@ -174,9 +176,11 @@ pub(crate) enum Step<R> {
 
 /// A claim taken by [`claim`].
 pub(crate) struct Claim {
-    stored_key: IdempotencyKey,
+    stored_key: StoredKey,
     token: FencingToken,
     entry: IdempotencyEntry<Processing>,
+    /// When the claim was sent: its lease started no earlier.
+    sent: Instant,
 }
 
 /// Claims the key, or answers: replay, `FingerprintMismatch`, `InFlight` (after waiting, with
@@ -193,67 +197,90 @@ pub(crate) async fn claim<R, C: ResultCodec<R>>(
     let stored_key = storage_key(operation, scope, key);
     observer.key(&stored_key);
     let kind = store.kind();
-    let entry = || {
-        IdempotencyEntry::new(fingerprint)
-            .with_ttl(spec.ttl)
-            .with_lease(spec.lease)
-    };
     let deadline = match spec.concurrency {
         Concurrency::Reject => None,
-        Concurrency::Wait(limit) => Some(tokio::time::Instant::now() + limit),
+        Concurrency::Wait(limit) => Some(Instant::now() + limit),
     };
     let mut backoff = Duration::from_millis(2);
     loop {
-        let existing =
-            match store_call(kind, "try_insert", store.try_insert(&stored_key, entry())).await {
-                Err(e) => return Step::Done(answer::<R, C>(observer, e)),
-                Ok(InsertResult::Claimed {
-                    fencing_token,
+        let entry = IdempotencyEntry::new(fingerprint)
+            .with_ttl(spec.ttl)
+            .with_lease(spec.lease);
+        let sent = Instant::now();
+        let claimed = store_call(
+            kind,
+            "try_insert",
+            store.try_insert(&stored_key, entry.clone()),
+        );
+        let existing = match claimed.await {
+            Err(e) if e.may_have_applied() => {
+                // The claim may have landed with its reply lost: resolve it in the background.
+                release_lost_claim(operation, store, &stored_key, entry);
+                return Step::Done(answer::<R, C>(observer, e));
+            }
+            Err(e) => return Step::Done(answer::<R, C>(observer, e)),
+            Ok(InsertResult::Claimed {
+                fencing_token,
+                entry,
+            }) => {
+                return Step::Claimed(Claim {
+                    stored_key,
+                    token: fencing_token,
                     entry,
-                }) => {
-                    return Step::Claimed(Claim {
-                        stored_key,
-                        token: fencing_token,
-                        entry,
-                    });
-                }
-                Ok(InsertResult::Exists(existing)) => existing,
-            };
-        if existing.fingerprint() != fingerprint {
-            return Step::Done(answer::<R, C>(observer, Error::FingerprintMismatch));
-        }
-        if let ExistingEntry::Completed(done) = existing {
-            return Step::Done(replay::<R, C>(observer, &done));
+                    sent,
+                });
+            }
+            Ok(InsertResult::Exists(existing)) => existing,
+        };
+        if let Found::Answer(answer) = classify::<R, C>(observer, existing, fingerprint) {
+            return Step::Done(answer);
         }
         // In flight: reject, or wait for the holder and look again.
         let Some(deadline) = deadline else {
             return Step::Done(answer::<R, C>(observer, Error::InFlight));
         };
         loop {
-            if tokio::time::Instant::now() + backoff > deadline {
+            if Instant::now() + backoff > deadline {
                 return Step::Done(answer::<R, C>(observer, Error::InFlight));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
             match store_call(kind, "get", store.get(&stored_key)).await {
                 Err(e) => return Step::Done(answer::<R, C>(observer, e)),
-                Ok(Some(ExistingEntry::Processing(_))) => {}
-                Ok(Some(ExistingEntry::Completed(done))) if done.fingerprint() == fingerprint => {
-                    return Step::Done(replay::<R, C>(observer, &done));
-                }
-                Ok(Some(ExistingEntry::Completed(_))) => {
-                    return Step::Done(answer::<R, C>(observer, Error::FingerprintMismatch));
-                }
+                Ok(Some(existing)) => match classify::<R, C>(observer, existing, fingerprint) {
+                    Found::Answer(answer) => return Step::Done(answer),
+                    Found::InFlight => {}
+                },
                 Ok(None) => break, // released or lapsed: try to claim it ourselves
             }
         }
     }
 }
 
-fn replay<R, C: ResultCodec<R>>(
+/// What a live record means for a request with `fingerprint`.
+enum Found<R> {
+    /// The answer: a replay, or a mismatch.
+    Answer(R),
+    /// The same request is still in flight.
+    InFlight,
+}
+
+/// A record of another request is a mismatch; a completed one of this request its replay.
+fn classify<R, C: ResultCodec<R>>(
     observer: &Observer,
-    done: &IdempotencyEntry<crate::Completed>,
-) -> R {
+    existing: ExistingEntry,
+    fingerprint: Fingerprint,
+) -> Found<R> {
+    if existing.fingerprint() != fingerprint {
+        return Found::Answer(answer::<R, C>(observer, Error::FingerprintMismatch));
+    }
+    match existing {
+        ExistingEntry::Completed(done) => Found::Answer(replay::<R, C>(observer, &done)),
+        ExistingEntry::Processing(_) => Found::InFlight,
+    }
+}
+
+fn replay<R, C: ResultCodec<R>>(observer: &Observer, done: &CompletedRecord) -> R {
     let Some(response) = done.response() else {
         return answer::<R, C>(observer, Error::NotReplayable);
     };
@@ -263,6 +290,78 @@ fn replay<R, C: ResultCodec<R>>(
             result
         }
         Err(e) => answer::<R, C>(observer, e),
+    }
+}
+
+/// How many lost claims this process resolves at once; beyond it they lapse with their lease.
+const MAX_LOST_CLAIMS: usize = 1024;
+static LOST_CLAIMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A claim whose reply was lost may have landed: every retry would then see it in flight for
+/// a whole lease. The runtime knows the claim it sent, so, in the background, it re-sends that
+/// very claim (same nonce) until the store answers, and releases what comes back as its own.
+/// Bounded: it gives up after one lease (the claim has lapsed by then anyway), and at most
+/// [`MAX_LOST_CLAIMS`] run at once. Needs a store handle that outlives the call
+/// ([`IdempotencyStore::detached`]) and a tokio runtime; without either the claim lapses.
+fn release_lost_claim(
+    operation: &str,
+    store: &dyn IdempotencyStore,
+    key: &StoredKey,
+    entry: IdempotencyEntry<Processing>,
+) {
+    let (Some(store), Ok(runtime)) = (store.detached(), tokio::runtime::Handle::try_current())
+    else {
+        return;
+    };
+    if LOST_CLAIMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= MAX_LOST_CLAIMS {
+        LOST_CLAIMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
+    let (operation, key) = (operation.to_owned(), key.clone());
+    runtime.spawn(async move {
+        resolve_lost_claim(&operation, &*store, &key, entry).await;
+        LOST_CLAIMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
+async fn resolve_lost_claim(
+    operation: &str,
+    store: &dyn IdempotencyStore,
+    key: &StoredKey,
+    entry: IdempotencyEntry<Processing>,
+) {
+    let give_up = Instant::now() + entry.lease();
+    let mut pause = Duration::from_millis(50);
+    while Instant::now() < give_up {
+        match store.try_insert(key, entry.clone()).await {
+            Ok(InsertResult::Claimed { fencing_token, .. }) => {
+                // Ours: the claim landed (or the key was free). Give it up.
+                while Instant::now() < give_up {
+                    match store.release(key, fencing_token).await {
+                        Err(Error::StoreUnavailable(_)) => tokio::time::sleep(pause).await,
+                        Err(e) => {
+                            let why =
+                                "a lost claim could not be released; it lapses with its lease";
+                            observe::event(Severity::Warn, operation, key.as_str(), why, &e);
+                            return;
+                        }
+                        Ok(()) => return,
+                    }
+                }
+                return;
+            }
+            // Another request's record: nothing of ours to clean up.
+            Ok(InsertResult::Exists(_)) => return,
+            Err(Error::StoreUnavailable(_)) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            Err(e) => {
+                let why = "a lost claim could not be resolved; it lapses with its lease";
+                observe::event(Severity::Warn, operation, key.as_str(), why, &e);
+                return;
+            }
+        }
     }
 }
 
@@ -283,12 +382,13 @@ where
         stored_key,
         token,
         entry,
+        sent,
     } = claim;
-    let key = &stored_key;
+    let key: &IdempotencyKey = &stored_key;
     let _in_flight = observer.claimed(token);
-    let claim = ClaimState::new(token);
+    let claim = ClaimState::new(token, sent, spec.lease);
     let guarded = Guarded::new(handler, claim.clone());
-    let ran = with_heartbeat(store, key, token, spec.lease, &claim, guarded).await;
+    let ran = with_heartbeat(observer, store, key, token, spec.lease, &claim, guarded).await;
     observer.renewals(claim.renewals());
     let Ok(result) = ran else {
         // Panicked: the side effect may have run. Neither completed nor released: the claim
@@ -302,7 +402,13 @@ where
         Disposition::Release => {
             // Fenced: a release with a stale token changes nothing. If it fails the claim
             // lapses with its lease, which is just as safe.
-            let _ = store_call(kind, "release", store.release(key, token)).await;
+            if let Err(e) = store_call(kind, "release", store.release(key, token)).await {
+                observer.report(
+                    Severity::Warn,
+                    "the claim of a failed request could not be released; it lapses with its lease",
+                    &e,
+                );
+            }
             observer.outcome(Outcome::Released);
             return result;
         }
@@ -310,9 +416,16 @@ where
     let replayable = completed.response().is_some();
     let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
     match complete_with_retry(store, key, completed, token).await {
-        Err(Error::StaleFencingToken) => answer::<R, C>(observer, Error::StaleFencingToken),
-        Err(Error::CapacityExceeded { .. }) => {
+        Err(Error::StaleFencingToken) => {
+            superseded::<R, C>(observer, store, key, fingerprint).await
+        }
+        Err(e @ Error::CapacityExceeded { .. }) => {
             // The result does not fit: record that it happened, so retries never re-run it.
+            observer.report(
+                Severity::Warn,
+                "the result did not fit in the store: completed as not replayable",
+                &e,
+            );
             let done = IdempotencyEntry::new(fingerprint)
                 .with_ttl(ttl)
                 .complete_not_replayable();
@@ -331,10 +444,50 @@ where
         // The store is unreachable after retries: the side effect happened and the caller
         // gets its result, while the claim lapses with its lease (the documented risk of an
         // unreachable store).
-        Err(_) => {
+        Err(e) => {
+            observer.report(
+                Severity::Error,
+                "the handler ran but its result could not be stored; its claim lapses with its lease",
+                &e,
+            );
             observer.outcome(Outcome::StoreError);
             result
         }
+    }
+}
+
+/// The answer for a handler whose completion was refused as stale: its claim lapsed (a slow
+/// handler, a stalled process, an unreachable store) and the key may have been taken over. If
+/// the key completed for the same request, that result is the answer every retry gets, so
+/// this caller gets it too; otherwise [`Error::StaleFencingToken`].
+async fn superseded<R, C: ResultCodec<R>>(
+    observer: &Observer,
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    fingerprint: Fingerprint,
+) -> R {
+    let stored = store_call(store.kind(), "get", store.get(key)).await;
+    let Ok(Some(ExistingEntry::Completed(done))) = stored else {
+        return answer::<R, C>(observer, Error::StaleFencingToken);
+    };
+    if done.fingerprint() != fingerprint {
+        return answer::<R, C>(observer, Error::StaleFencingToken);
+    }
+    observer.report(
+        Severity::Warn,
+        "the claim lapsed and another request completed the key: answering with its result",
+        &Error::StaleFencingToken,
+    );
+    let Some(response) = done.response() else {
+        observer.outcome(Outcome::Stale);
+        return C::error(Error::NotReplayable);
+    };
+    match C::decode(response) {
+        Ok(result) => {
+            observer.outcome(Outcome::Stale);
+            result
+        }
+        Err(e) => answer::<R, C>(observer, e),
     }
 }
 
@@ -366,8 +519,10 @@ async fn complete_with_retry(
 
 /// Polls `handler` while renewing the claim every `lease / 3`. A rejected renewal marks the
 /// claim lost (the handler sees it through [`crate::current_claim`]); a failed one is retried
-/// at the next tick.
+/// at the next tick. A successful one moves the local lease deadline to when it was sent plus
+/// the lease.
 async fn with_heartbeat<F: Future>(
+    observer: &Observer,
     store: &dyn IdempotencyStore,
     key: &IdempotencyKey,
     token: FencingToken,
@@ -386,26 +541,32 @@ async fn with_heartbeat<F: Future>(
         }
         let tick = tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
         loop {
-            if let Some(pending) = renewal.as_mut() {
+            if let Some((sent, pending)) = renewal.as_mut() {
                 let Poll::Ready(result) = Future::poll(std::pin::Pin::as_mut(pending), cx) else {
                     return Poll::Pending;
                 };
-                renewal = None;
                 match result {
-                    Ok(()) => claim.count_renewal(),
-                    Err(Error::StaleFencingToken) => claim.mark_lost(),
-                    Err(_) => {}
+                    Ok(()) => claim.renewed(*sent, lease),
+                    Err(Error::StaleFencingToken) => {
+                        claim.mark_lost();
+                        observer.report(
+                            Severity::Warn,
+                            "lease renewal refused: the claim lapsed and may belong to another request",
+                            &Error::StaleFencingToken,
+                        );
+                    }
+                    Err(e) => observer.report(Severity::Warn, "lease renewal failed", &e),
                 }
-                tick.as_mut().reset(tokio::time::Instant::now() + period);
+                renewal = None;
+                tick.as_mut().reset(Instant::now() + period);
             } else {
                 if tick.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                renewal = Some(Box::pin(store_call(
-                    store.kind(),
-                    "renew",
-                    store.renew(key, token, lease),
-                )));
+                renewal = Some((
+                    Instant::now(),
+                    Box::pin(store_call(store.kind(), "renew", store.renew(key, token, lease))),
+                ));
             }
         }
     })
@@ -554,7 +715,7 @@ impl<'a> Idempotent<'a> {
             Ok(fingerprint) => fingerprint,
             Err(e) => return answer::<R, C>(&Observer::start(self.operation), e),
         };
-        let store = self.store.unwrap_or_else(|| default_store());
+        let store = self.store.unwrap_or_else(|| implicit_store(self.operation));
         execute::<R, C, F>(
             store,
             &self.spec,

@@ -7,9 +7,15 @@
 //!   part length-prefixed.
 //! - The handler runs **detached** (`tokio::spawn`): a client that goes away cannot cancel a
 //!   side effect half-way, and its response is still stored for the retry.
-//! - 2xx–4xx responses are stored (status, headers in order with repeats, body up to
-//!   `max_body`) and replayed byte-identical with `Idempotent-Replayed: true`; a 5xx releases
-//!   the claim; with `cache_errors` every response is stored.
+//! - 2xx–4xx responses of an attribute handler are stored (status, headers in order with
+//!   repeats, body up to `max_body`) and replayed byte-identical with `Idempotent-Replayed:
+//!   true`; a 5xx releases the claim; with `cache_errors` every response is stored. Under
+//!   [`IdempotencyLayer`] only 2xx–3xx are stored by default: a 4xx there may be an inner
+//!   extractor's validation rejection, made before anything ran, and the corrected request
+//!   with the same key must run (Stripe's rule) — see [`IdempotencyLayer::store_status`].
+//! - A response whose body fails after the handler ran is never released (its side effect may
+//!   have happened): the key is completed as done-not-replayable, the caller gets a 500
+//!   `response-failed` problem and every retry a 409 `not-replayable`.
 //! - Every rejection is a [`Problem`] (`application/problem+json`, RFC 9457).
 
 mod key;
@@ -24,12 +30,12 @@ use std::future::Future;
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, StatusCode};
 
 pub use key::{IDEMPOTENCY_KEY_HEADER, key_from_headers};
 pub use layer::{IdempotencyLayer, IdempotencyService};
 pub use problem::Problem;
-pub use response::{Buffered, Http, HttpCacheErrors, REPLAYED_HEADER};
+pub use response::{Buffered, Http, REPLAYED_HEADER};
 
 use crate::codec::ResultCodec;
 use crate::execute::{Spec, Step, claim, run_claimed};
@@ -44,7 +50,17 @@ pub struct HttpOptions {
     operation: Cow<'static, str>,
     header: Cow<'static, str>,
     optional: bool,
-    cache_errors: bool,
+    stores: fn(StatusCode) -> bool,
+}
+
+/// What an attribute handler stores by default: everything but a 5xx.
+fn not_server_error(status: StatusCode) -> bool {
+    !status.is_server_error()
+}
+
+/// What `cache_errors` stores: everything.
+fn every_status(_: StatusCode) -> bool {
+    true
 }
 
 impl HttpOptions {
@@ -63,7 +79,7 @@ impl HttpOptions {
             operation: Cow::Borrowed(operation),
             header: Cow::Borrowed(header),
             optional: false,
-            cache_errors: false,
+            stores: not_server_error,
         }
     }
 
@@ -84,7 +100,14 @@ impl HttpOptions {
     /// Stores 5xx responses too.
     #[must_use]
     pub const fn cache_errors(mut self) -> Self {
-        self.cache_errors = true;
+        self.stores = every_status;
+        self
+    }
+
+    /// Stores the responses whose status `stores` accepts; the others release the key.
+    #[must_use]
+    pub const fn store_status(mut self, stores: fn(StatusCode) -> bool) -> Self {
+        self.stores = stores;
         self
     }
 
@@ -181,24 +204,23 @@ where
     O: AsRef<HttpOptions> + Send + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
-    let rejected = |problem: Problem| {
-        Observer::start(options.as_ref().operation()).outcome(Outcome::RejectedKey);
-        problem.into_response()
-    };
     let key = match key {
         Ok(Some(key)) => key,
         Ok(None) => return handler.await,
-        Err(problem) => return rejected(problem),
+        Err(problem) => return reject(options.as_ref(), problem),
     };
     let fingerprint = match fingerprint {
         Ok(fingerprint) => fingerprint,
-        Err(e) => return rejected(Problem::from(e)),
+        Err(e) => return reject(options.as_ref(), Problem::from(e)),
     };
-    if options.as_ref().cache_errors {
-        run_with::<HttpCacheErrors, _, _, _>(store, options, scope, key, fingerprint, handler).await
-    } else {
-        run_with::<Http, _, _, _>(store, options, scope, key, fingerprint, handler).await
-    }
+    run_with::<Http, _, _, _>(store, options, scope, key, fingerprint, handler).await
+}
+
+/// The answer for a request refused before the protocol ran (a bad key or scope, a request
+/// that cannot be fingerprinted), recorded as the execution's outcome.
+pub(crate) fn reject(options: &HttpOptions, problem: Problem) -> Response {
+    Observer::start(options.operation()).outcome(Outcome::RejectedKey);
+    problem.into_response()
 }
 
 async fn run_with<C, S, O, F>(
@@ -232,7 +254,8 @@ where
         Step::Claimed(claim) => claim,
     };
     let task = tokio::spawn(observer.clone().scope(async move {
-        let handler = async move { Buffered::capture(handler.await).await };
+        let stores = options.as_ref().stores;
+        let handler = async move { Buffered::capture(handler.await, stores).await };
         let spec = &options.as_ref().spec;
         run_claimed::<Buffered, C, _>(&observer, &store, spec, claim, handler).await
     }));

@@ -131,6 +131,68 @@ impl IdempotencyKey {
     }
 }
 
+/// The key a record is stored under, from [`storage_key`](crate::storage_key): 64 hex digits of
+/// a SHA-256 over the operation, the scope and the client's key. Its own type, so it is never
+/// confused with a client's key; it derefs to [`IdempotencyKey`], which is what stores take.
+///
+/// ```
+/// use idempotent_runtime::{storage_key, IdempotencyKey};
+///
+/// let stored = storage_key("orders.pay", None, &IdempotencyKey::new("k")?);
+/// assert_eq!(stored.as_str().len(), 64);
+/// assert!(stored.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+/// # Ok::<(), idempotent_runtime::KeyError>(())
+/// ```
+#[cfg(feature = "macros")]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StoredKey(IdempotencyKey);
+
+#[cfg(feature = "macros")]
+impl StoredKey {
+    /// The key of a 32-byte digest: its lowercase hex. Hex digits are visible ASCII and 64 of
+    /// them fit the length bound, so this cannot fail (no validation to fall back from).
+    pub(crate) fn from_digest(digest: &[u8; 32]) -> Self {
+        let mut hex = String::with_capacity(64);
+        crate::hex::push_hex(&mut hex, digest);
+        Self(IdempotencyKey(hex.into_boxed_str()))
+    }
+
+    /// The key as stores take it.
+    #[must_use]
+    pub fn as_key(&self) -> &IdempotencyKey {
+        &self.0
+    }
+
+    /// The 64 hex digits.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+#[cfg(feature = "macros")]
+impl std::ops::Deref for StoredKey {
+    type Target = IdempotencyKey;
+
+    fn deref(&self) -> &IdempotencyKey {
+        &self.0
+    }
+}
+
+#[cfg(feature = "macros")]
+impl fmt::Display for StoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "macros")]
+impl fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoredKey({})", self.as_str())
+    }
+}
+
 /// A random UUID v4 key; see [`IdempotencyKey::random`].
 #[cfg(feature = "uuid")]
 impl Default for IdempotencyKey {

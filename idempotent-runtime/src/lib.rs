@@ -39,13 +39,15 @@ pub use fingerprint::{
     DefaultFingerprintStrategy, Fingerprint, FingerprintBuilder, FingerprintError,
     FingerprintStrategy,
 };
+#[cfg(feature = "macros")]
+pub use key::StoredKey;
 pub use key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use response::CachedResponse;
 #[cfg(feature = "memory")]
 pub use store::memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "valkey")]
 pub use store::valkey::{ValkeyStore, ValkeyStoreBuilder};
-pub use store::{ExistingEntry, IdempotencyStore, InsertResult};
+pub use store::{CompletedRecord, ExistingEntry, IdempotencyStore, InsertResult, ProcessingRecord};
 
 #[cfg(feature = "macros")]
 #[doc(hidden)]
@@ -68,7 +70,7 @@ pub use claim::{ClaimHandle, current_claim};
 #[cfg(feature = "macros")]
 pub use codec::{CacheErrors, Disposition, Plain, ResultCodec};
 #[cfg(feature = "macros")]
-pub use default_store::{default_store, set_default_store};
+pub use default_store::{default_store, forbid_implicit_default_store, set_default_store};
 #[cfg(feature = "macros")]
 pub use execute::{Concurrency, DEFAULT_MAX_BODY, Idempotent, Spec, execute, storage_key};
 #[cfg(feature = "macros")]

@@ -17,6 +17,16 @@
 //! - `idempotent_stale_completions_total{operation}` — completions rejected as stale
 //! - `idempotent_lease_renewals_total{operation}` — lease renewals
 //!
+//! # Events
+//! With feature `tracing`, what an operator must see is an event besides the span: WARN for an
+//! unreachable or full store (the request was refused), a lapsed claim, a failed lease renewal,
+//! a claim whose reply was lost, a completion superseded by another request; ERROR for a
+//! corrupt record, a panicking handler, a result that ran but could not be stored, and
+//! misconfiguration. Each carries `operation`, `key` (as on the span) and `error` (the error's
+//! text) — never the client's key, never a body. To find a customer's request in the logs,
+//! compute its hashed key: the first 16 hex digits of
+//! [`storage_key`](crate::storage_key)`(operation, scope, client_key)`.
+//!
 //! # Outcomes
 //! `executed` (ran, result stored), `replayed`, `in_flight`, `mismatch` (key reused with
 //! another request), `stale` (ran, but the claim had been taken over), `not_replayable` (ran,
@@ -74,9 +84,28 @@ impl Outcome {
             | Error::Corrupt(_)
             | Error::CapacityExceeded { .. }
             | Error::InvalidDuration { .. }
+            | Error::NoStore
             | Error::DefaultStoreAlreadySet => Self::StoreError,
         }
     }
+}
+
+/// How loud an event for operators is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Severity {
+    /// Something failed that a retry or the operator may fix (an unreachable store).
+    Warn,
+    /// Something failed that needs a look (a corrupt record, a panic, a lost result).
+    Error,
+}
+
+/// What the events of one execution say besides their message: the operation and the hashed
+/// stored key (as on the span, so they stand alone when the span is filtered out).
+#[cfg(feature = "tracing")]
+#[derive(Debug)]
+struct EventContext {
+    operation: Box<str>,
+    key: std::sync::OnceLock<Box<str>>,
 }
 
 /// The observation of one execution: its span and its metric labels.
@@ -84,6 +113,9 @@ impl Outcome {
 pub(crate) struct Observer {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
+    /// `None` when no subscriber was ever set: nothing to tell.
+    #[cfg(feature = "tracing")]
+    context: Option<std::sync::Arc<EventContext>>,
     /// The operation label, or `None` when no recorder is installed.
     #[cfg(feature = "metrics")]
     operation: Option<std::sync::Arc<str>>,
@@ -108,6 +140,13 @@ impl Observer {
     )]
     pub(crate) fn start(operation: &str) -> Self {
         Self {
+            #[cfg(feature = "tracing")]
+            context: tracing::dispatcher::has_been_set().then(|| {
+                std::sync::Arc::new(EventContext {
+                    operation: operation.into(),
+                    key: std::sync::OnceLock::new(),
+                })
+            }),
             #[cfg(feature = "tracing")]
             span: if tracing::dispatcher::has_been_set() {
                 tracing::info_span!(
@@ -152,8 +191,59 @@ impl Observer {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn key(&self, stored_key: &IdempotencyKey) {
         #[cfg(feature = "tracing")]
-        self.span
-            .record("key", stored_key.as_str().get(..16).unwrap_or_default());
+        {
+            let short = stored_key.as_str().get(..16).unwrap_or_default();
+            self.span.record("key", short);
+            if let Some(context) = &self.context {
+                let _ = context.key.set(short.into());
+            }
+        }
+    }
+
+    /// Tells operators that `message` happened because of `error`: a WARN or ERROR event
+    /// (feature `tracing`) with the operation, the hashed key and the error's text — never the
+    /// client's key, never a body.
+    #[inline]
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn report(
+        &self,
+        severity: Severity,
+        message: &'static str,
+        error: &dyn std::fmt::Display,
+    ) {
+        #[cfg(feature = "tracing")]
+        if let Some(context) = &self.context {
+            let key = context.key.get().map_or("", |k| &**k);
+            event(severity, &context.operation, key, message, error);
+        }
+    }
+
+    /// Reports an error answer that operators should see (store failures, corrupt records,
+    /// panics, lost claims, misconfiguration); a client's own mistakes are not reported.
+    pub(crate) fn report_answer(&self, error: &Error) {
+        let (severity, message) = match error {
+            Error::StoreUnavailable(_) | Error::CapacityExceeded { .. } => (
+                Severity::Warn,
+                "idempotency store unavailable: the request was refused and nothing ran",
+            ),
+            Error::Corrupt(_) => (
+                Severity::Error,
+                "stored idempotency record unreadable: the request was refused and nothing ran",
+            ),
+            Error::HandlerPanicked => (
+                Severity::Error,
+                "idempotent handler panicked: its key is held until its lease lapses",
+            ),
+            Error::StaleFencingToken => (
+                Severity::Warn,
+                "the claim lapsed before its result was stored, and no result is stored for the key",
+            ),
+            Error::InvalidDuration { .. } | Error::NoStore | Error::DefaultStoreAlreadySet => {
+                (Severity::Error, "idempotency misconfigured")
+            }
+            _ => return,
+        };
+        self.report(severity, message, error);
     }
 
     /// Records a claim; the returned guard counts it as in flight until dropped.
@@ -210,6 +300,27 @@ impl Observer {
                 "outcome" => outcome.as_str(),
             )
             .increment(1);
+        }
+    }
+}
+
+/// A WARN or ERROR event for operators, outside any execution's span (work the runtime does
+/// in the background). `key` is the hashed stored key, never the client's.
+#[inline]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) fn event(
+    severity: Severity,
+    operation: &str,
+    key: &str,
+    message: &'static str,
+    error: &dyn std::fmt::Display,
+) {
+    #[cfg(feature = "tracing")]
+    {
+        let key = key.get(..16).unwrap_or(key);
+        match severity {
+            Severity::Warn => tracing::warn!(operation, key, error = %error, "{message}"),
+            Severity::Error => tracing::error!(operation, key, error = %error, "{message}"),
         }
     }
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{Completed, Error, FencingToken, IdempotencyEntry, IdempotencyKey, Processing};
+use crate::{
+    CachedResponse, Completed, Error, FencingToken, Fingerprint, IdempotencyEntry, IdempotencyKey,
+    Processing,
+};
 
 #[cfg(feature = "memory")]
 pub mod memory;
@@ -28,23 +31,139 @@ pub enum InsertResult {
     Exists(ExistingEntry),
 }
 
-/// A live record found under a key.
+/// A live record found under a key: what the store keeps of it, and nothing invented (no
+/// lifetimes a store did not keep, never the holder's claim nonce).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExistingEntry {
     /// Another claim holds the key and its lease has not lapsed.
-    Processing(IdempotencyEntry<Processing>),
+    Processing(ProcessingRecord),
     /// The key completed; its result is replayable until its TTL ends.
-    Completed(IdempotencyEntry<Completed>),
+    Completed(CompletedRecord),
 }
 
 impl ExistingEntry {
     /// The fingerprint of the request that made the record.
     #[must_use]
-    pub fn fingerprint(&self) -> crate::Fingerprint {
+    pub fn fingerprint(&self) -> Fingerprint {
         match self {
-            Self::Processing(entry) => entry.fingerprint(),
-            Self::Completed(entry) => entry.fingerprint(),
+            Self::Processing(record) => record.fingerprint(),
+            Self::Completed(record) => record.fingerprint(),
         }
+    }
+}
+
+/// A claim in flight, as another request sees it: the fingerprint of the request holding it.
+///
+/// ```
+/// use idempotent_runtime::{Fingerprint, ProcessingRecord};
+///
+/// let record = ProcessingRecord::new(Fingerprint::from_u128(7));
+/// assert_eq!(record.fingerprint(), Fingerprint::from_u128(7));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessingRecord {
+    fingerprint: Fingerprint,
+}
+
+impl ProcessingRecord {
+    /// The record of a claim made for `fingerprint` (for stores that read one back).
+    #[must_use]
+    pub const fn new(fingerprint: Fingerprint) -> Self {
+        Self { fingerprint }
+    }
+
+    /// The fingerprint of the request holding the claim.
+    #[must_use]
+    pub const fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+}
+
+/// A completed record: the fingerprint of the request that ran, and its result (`None` when
+/// it was completed as "done, not replayable").
+///
+/// ```
+/// use idempotent_runtime::{CachedResponse, CompletedRecord, Fingerprint, IdempotencyEntry};
+///
+/// let done = IdempotencyEntry::new(Fingerprint::from_u128(1)).complete(CachedResponse::from("ok"));
+/// let record = CompletedRecord::from(done);
+/// assert_eq!(record.response().map(|r| r.body().as_ref()), Some(b"ok".as_slice()));
+/// assert!(CompletedRecord::new(Fingerprint::from_u128(1), None).response().is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedRecord {
+    fingerprint: Fingerprint,
+    response: Option<CachedResponse>,
+}
+
+impl CompletedRecord {
+    /// The record of a completion (for stores that read one back).
+    #[must_use]
+    pub const fn new(fingerprint: Fingerprint, response: Option<CachedResponse>) -> Self {
+        Self {
+            fingerprint,
+            response,
+        }
+    }
+
+    /// The fingerprint of the request that ran.
+    #[must_use]
+    pub const fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The result to replay; `None` when it ran but its result could not be kept.
+    #[must_use]
+    pub const fn response(&self) -> Option<&CachedResponse> {
+        self.response.as_ref()
+    }
+
+    /// The result, taken out.
+    #[must_use]
+    pub fn into_response(self) -> Option<CachedResponse> {
+        self.response
+    }
+}
+
+impl From<IdempotencyEntry<Completed>> for CompletedRecord {
+    fn from(entry: IdempotencyEntry<Completed>) -> Self {
+        let fingerprint = entry.fingerprint();
+        Self::new(fingerprint, entry.into_response())
+    }
+}
+
+/// The source of an [`Error::StoreUnavailable`] whose call was sent but whose reply never came
+/// (a response timeout): the call **may have taken effect**. A store wraps such failures in it,
+/// so the runtime knows that a claim may have landed unseen, and resolves it (see
+/// [`IdempotencyStore::detached`]); a plain `StoreUnavailable` means the call did not reach the
+/// store.
+///
+/// ```
+/// use idempotent_runtime::{Error, store::ReplyLost};
+///
+/// let lost = Error::StoreUnavailable(Box::new(ReplyLost::new("no reply within 2s")));
+/// assert!(lost.may_have_applied());
+/// assert!(!Error::StoreUnavailable("connection refused".into()).may_have_applied());
+/// ```
+#[derive(Debug)]
+pub struct ReplyLost(crate::BoxError);
+
+impl ReplyLost {
+    /// Wraps the backend's error (the timeout).
+    pub fn new(source: impl Into<crate::BoxError>) -> Self {
+        Self(source.into())
+    }
+}
+
+impl std::fmt::Display for ReplyLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no reply (the call may have taken effect): {}", self.0)
+    }
+}
+
+impl std::error::Error for ReplyLost {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }
 
@@ -53,14 +172,20 @@ impl ExistingEntry {
 /// # Contract
 /// Every store, and [`crate::conformance`] checks each point:
 /// - `try_insert` claims the key when no live record holds it — absent, completed past its TTL,
-///   released, or `Processing` past its lease — and returns a [`FencingToken`] whose counter is
-///   larger than that of every earlier claim of the key. Otherwise it returns the live record
-///   and changes nothing. It checks the entry's TTL and lease first
+///   released, or `Processing` past its lease — and returns a [`FencingToken`] whose nonce is
+///   the entry's [`claim_nonce`](IdempotencyEntry::claim_nonce) and whose counter is larger
+///   than that of every earlier claim of the key. Otherwise it returns the live record and
+///   changes nothing — except that an entry whose nonce is the live claim's own (the same
+///   claim re-sent, after its reply was lost) gets that claim back: `Claimed` with the same
+///   token. It checks the entry's TTL and lease first
 ///   ([`check_duration`](crate::check_duration)) and writes nothing when they are invalid.
-/// - `complete` stores the result if the token is the current claim's; the record then lives
-///   for the entry's TTL from now. Completing the same claim again is a no-op that succeeds
-///   (the first result stands). Any other token — a lapsed, released, taken-over or unknown
-///   claim — gives [`Error::StaleFencingToken`] and changes nothing.
+/// - A token is its nonce **and** its counter: `complete`, `renew` and `release` with a token
+///   that differs from the current claim's in either give [`Error::StaleFencingToken`].
+/// - `complete` stores the result if the token is the current claim's and the entry's
+///   fingerprint is the claim's (else [`Error::FingerprintMismatch`], nothing changes); the
+///   record then lives for the entry's TTL from now. Completing the same claim again is a
+///   no-op that succeeds (the first result stands). Any other token — a lapsed, released,
+///   taken-over or unknown claim — gives [`Error::StaleFencingToken`] and changes nothing.
 /// - `release` deletes the `Processing` record if the token is the current claim's, so a
 ///   retry may run again; otherwise `StaleFencingToken` and nothing changes. A completed
 ///   record is never released.
@@ -98,7 +223,8 @@ pub trait IdempotencyStore: Send + Sync {
     /// Stores the result of the claim named by `token`.
     ///
     /// # Errors
-    /// [`Error::StaleFencingToken`], [`Error::InvalidDuration`], [`Error::CapacityExceeded`]
+    /// [`Error::StaleFencingToken`], [`Error::FingerprintMismatch`] (the entry is not the
+    /// claim's request), [`Error::InvalidDuration`], [`Error::CapacityExceeded`]
     /// (the result does not fit: complete it as not replayable instead),
     /// [`Error::StoreUnavailable`], [`Error::Corrupt`].
     async fn complete(
@@ -135,6 +261,20 @@ pub trait IdempotencyStore: Send + Sync {
     /// A short name for spans and metrics: `"memory"`, `"valkey"`. Default `"custom"`.
     fn kind(&self) -> &'static str {
         "custom"
+    }
+
+    /// A handle to this store that may outlive the call, for work the runtime finishes in the
+    /// background: re-sending a claim whose reply was lost ([`ReplyLost`]) and releasing it,
+    /// so it does not block its key for a lease. Stores that are cheap handles return
+    /// `Some(Arc::new(self.clone()))`; the default `None` leaves such a claim to lapse.
+    ///
+    /// ```
+    /// use idempotent_runtime::{IdempotencyStore, MemoryStore};
+    ///
+    /// assert!(MemoryStore::new().detached().is_some());
+    /// ```
+    fn detached(&self) -> Option<Arc<dyn IdempotencyStore>> {
+        None
     }
 }
 
@@ -178,6 +318,10 @@ macro_rules! forward_store {
 
             fn kind(&self) -> &'static str {
                 (**self).kind()
+            }
+
+            fn detached(&self) -> Option<Arc<dyn IdempotencyStore>> {
+                (**self).detached()
             }
         }
     )*};

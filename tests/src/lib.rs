@@ -1,4 +1,6 @@
 //! Integration tests of `idempotent`; see `tests/`. The library part holds what several test
-//! files (and the benchmarks) share: the `redis-server` harness.
+//! files (and the benchmarks) share: the `redis-server` harness, HTTP helpers, a log capture.
 
+pub mod http;
+pub mod log;
 pub mod redis_server;

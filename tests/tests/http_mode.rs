@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -16,6 +16,7 @@ use idempotent_runtime::http::IdempotencyLayer;
 use idempotent_runtime::{
     IdempotencyKey, IdempotencyStore, MemoryStore, ValkeyStore, idempotent, storage_key,
 };
+use idempotent_tests::http::{client, post_key, problem, serve};
 use idempotent_tests::redis_server::RedisServer;
 use serde::{Deserialize, Serialize};
 
@@ -151,33 +152,6 @@ fn router(app: &App) -> Router {
         .with_state(app.clone())
 }
 
-/// Serves `router` on a free loopback port; returns its base URL.
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("serve");
-    });
-    format!("http://{address}")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn post_key(url: &str, key: &str, body: &str) -> reqwest::Response {
-    client()
-        .post(url)
-        .header("idempotency-key", key)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("request")
-}
-
 /// Status, headers without `date`, and body bytes.
 async fn snapshot(response: reqwest::Response) -> (u16, Vec<(String, Vec<u8>)>, Vec<u8>) {
     let status = response.status().as_u16();
@@ -188,15 +162,6 @@ async fn snapshot(response: reqwest::Response) -> (u16, Vec<(String, Vec<u8>)>, 
         .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
         .collect();
     let body = response.bytes().await.expect("body").to_vec();
-    (status, headers, body)
-}
-
-async fn problem(response: reqwest::Response) -> (u16, HeaderMap, serde_json::Value) {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    assert_eq!(headers["content-type"], "application/problem+json");
-    let body: serde_json::Value = response.json().await.expect("problem json");
-    assert_eq!(body["status"], status);
     (status, headers, body)
 }
 
@@ -536,7 +501,8 @@ async fn the_layer_runs_the_same_protocol_for_unannotated_handlers() {
                         .get("x-user")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned)
-                }),
+                })
+                .allow_unscoped(),
         );
     let base = serve(router).await;
     let url = format!("{base}/payments");

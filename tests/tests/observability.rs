@@ -355,10 +355,8 @@ async fn a_stale_completion_is_counted() {
         .await;
     assert_eq!(winner.ok().as_deref(), Some("winner"));
     go.notify_one();
-    assert!(matches!(
-        zombie.await.expect("task"),
-        Err(Error::StaleFencingToken)
-    ));
+    // The zombie's completion is stale; its caller gets the winner's stored answer.
+    assert_eq!(zombie.await.expect("task").ok().as_deref(), Some("winner"));
 
     let metrics = drain();
     assert_eq!(

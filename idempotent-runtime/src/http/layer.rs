@@ -35,12 +35,24 @@ type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///     .route("/payments", post(|| async { "charged" }))
 ///     .route_layer(IdempotencyLayer::new(MemoryStore::new()).operation("payments"));
 /// ```
+///
+/// Only 2xx and 3xx responses are stored by default ([`Self::store_status`]): a 4xx under the
+/// layer may be an inner extractor's rejection (bad JSON, a missing field), made before the
+/// handler ran, and the corrected request with the same key must run. With
+/// [`Self::scope`], a request whose scope is `None` is refused (400 `missing-scope`) unless
+/// [`Self::allow_unscoped`] says otherwise: unscoped requests would share one key space.
 #[derive(Clone)]
 pub struct IdempotencyLayer<S> {
     store: S,
     options: Arc<HttpOptions>,
     max_request_body: usize,
     scope: Option<Arc<Scope>>,
+    allow_unscoped: bool,
+}
+
+/// What the layer stores by default: success and redirection.
+fn success_or_redirect(status: http::StatusCode) -> bool {
+    status.is_success() || status.is_redirection()
 }
 
 impl<S: fmt::Debug> fmt::Debug for IdempotencyLayer<S> {
@@ -50,6 +62,7 @@ impl<S: fmt::Debug> fmt::Debug for IdempotencyLayer<S> {
             .field("options", &self.options)
             .field("max_request_body", &self.max_request_body)
             .field("scoped", &self.scope.is_some())
+            .field("allow_unscoped", &self.allow_unscoped)
             .finish()
     }
 }
@@ -60,9 +73,13 @@ impl<S: IdempotencyStore + Clone + 'static> IdempotencyLayer<S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            options: Arc::new(HttpOptions::new("http", super::IDEMPOTENCY_KEY_HEADER)),
+            options: Arc::new(
+                HttpOptions::new("http", super::IDEMPOTENCY_KEY_HEADER)
+                    .store_status(success_or_redirect),
+            ),
             max_request_body: DEFAULT_MAX_BODY,
             scope: None,
+            allow_unscoped: false,
         }
     }
 
@@ -91,10 +108,26 @@ impl<S: IdempotencyStore + Clone + 'static> IdempotencyLayer<S> {
         self.with(|o| o.optional = true)
     }
 
-    /// Stores 5xx responses too.
+    /// Stores every response, 4xx and 5xx included.
     #[must_use]
     pub fn cache_errors(self) -> Self {
-        self.with(|o| o.cache_errors = true)
+        self.with(|o| *o = o.clone().cache_errors())
+    }
+
+    /// Stores the responses whose status `stores` accepts; the others release the key so a
+    /// retry runs again. Default: 2xx and 3xx. Store a 4xx only if the handler returns it
+    /// after committing something (as `#[idempotent]` handlers, which extract first, do).
+    ///
+    /// ```
+    /// use idempotent_runtime::{MemoryStore, http::IdempotencyLayer};
+    ///
+    /// // Also keep 409 Conflict, which this service's handlers return after a write.
+    /// let layer = IdempotencyLayer::new(MemoryStore::new())
+    ///     .store_status(|s| s.is_success() || s == 409);
+    /// ```
+    #[must_use]
+    pub fn store_status(self, stores: fn(http::StatusCode) -> bool) -> Self {
+        self.with(|o| *o = o.clone().store_status(stores))
     }
 
     /// How long a response is replayed. Default 24 h.
@@ -129,13 +162,22 @@ impl<S: IdempotencyStore + Clone + 'static> IdempotencyLayer<S> {
     }
 
     /// Keeps keys of different principals apart: `scope` reads the principal from the request
-    /// (a header, an extension set by the auth layer).
+    /// (a header, an extension set by the auth layer). A request for which it returns `None`
+    /// is refused with 400 `missing-scope` and runs nothing, unless [`Self::allow_unscoped`].
     #[must_use]
     pub fn scope(
         mut self,
         scope: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.scope = Some(Arc::new(scope));
+        self
+    }
+
+    /// Lets a request whose scope is `None` run, in the one key space shared by every
+    /// unscoped request (for endpoints that serve anonymous callers too).
+    #[must_use]
+    pub fn allow_unscoped(mut self) -> Self {
+        self.allow_unscoped = true;
         self
     }
 }
@@ -207,10 +249,19 @@ where
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let head = RequestHead::from_parts(&parts);
-            let key = head.key(&layer.options);
-            if let Ok(None) = key {
-                return inner.call(Request::from_parts(parts, body)).await;
-            }
+            // The key and the scope first: a bad key is a 400 whatever the body.
+            let key = match head.key(&layer.options) {
+                Ok(Some(key)) => key,
+                Ok(None) => return inner.call(Request::from_parts(parts, body)).await,
+                Err(problem) => return Ok(super::reject(&layer.options, problem)),
+            };
+            let scope = match layer.scope.as_ref().map(|scope| scope(&parts)) {
+                Some(None) if !layer.allow_unscoped => {
+                    return Ok(super::reject(&layer.options, Problem::missing_scope()));
+                }
+                Some(scope) => scope,
+                None => None,
+            };
             let bytes = match axum::body::to_bytes(body, layer.max_request_body).await {
                 Ok(bytes) => bytes,
                 Err(e) if is_length_limit(&e) => {
@@ -223,7 +274,6 @@ where
                 b.bytes(&bytes);
                 Ok(())
             });
-            let scope = layer.scope.as_ref().and_then(|scope| scope(&parts));
             let request = Request::from_parts(parts, Body::from(bytes));
             let handler = async move {
                 match inner.call(request).await {
@@ -231,7 +281,15 @@ where
                     Err(never) => match never {},
                 }
             };
-            Ok(super::run(layer.store, layer.options, scope, key, fingerprint, handler).await)
+            Ok(super::run(
+                layer.store,
+                layer.options,
+                scope,
+                Ok(Some(key)),
+                fingerprint,
+                handler,
+            )
+            .await)
         })
     }
 }

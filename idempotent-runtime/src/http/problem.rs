@@ -16,14 +16,17 @@ use crate::Error;
 /// | `invalid-key` | 400 | the key is empty, too long, not visible ASCII, or sent twice |
 /// | `in-flight` | 409 + `Retry-After` | a request with this key is still running |
 /// | `not-replayable` | 409 | it ran, but its response was too large or unreadable to keep |
-/// | `superseded` | 409 | this request's claim lapsed and a retry took over; the retry's response stands |
+/// | `superseded` | 409 | this request ran, but its claim lapsed (a slow handler, a stalled process, an unreachable store) before its response was stored, and no response is stored for the key |
+/// | `response-failed` | 500 | the handler ran, but its response body failed before it was complete; it will not run again for this key |
+/// | `missing-scope` | 400 | the layer's scope found no principal for the request (unless unscoped requests are allowed) |
 /// | `body-too-large` | 413 | the request body is over the configured limit |
 /// | `unreadable-body` | 400 | the request body broke off or was malformed (layer only) |
 /// | `key-reused` | 422 | the key was used with another request (method, route, query or body) |
 /// | `store-unavailable` | 503 + `Retry-After` | the idempotency store did not answer |
+/// | `store-full` | 503 + `Retry-After` | the idempotency store is at its capacity bound |
 /// | `corrupt-record` | 500 | the stored record cannot be read |
 /// | `handler-panicked` | 500 | the handler panicked; its key is held until the lease lapses |
-/// | `internal` | 500 | a misconfiguration (invalid duration, store full, …) |
+/// | `internal` | 500 | a misconfiguration (invalid duration, no store configured, …) |
 ///
 /// ```
 /// use axum::response::IntoResponse;
@@ -103,6 +106,29 @@ impl Problem {
         )
     }
 
+    /// 400: the layer's scope found no principal for this request.
+    #[must_use]
+    pub fn missing_scope() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "missing-scope",
+            "Request scope missing",
+            "this endpoint keeps idempotency keys per principal, and none was found for the request; authenticate, or ask the operator to allow unscoped requests".to_owned(),
+        )
+    }
+
+    /// 500: the handler ran, but its response body failed mid-stream. The key is completed
+    /// as done-not-replayable: a retry learns it ran and never runs it again.
+    #[must_use]
+    pub fn response_failed() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "response-failed",
+            "Response failed",
+            "the request ran, but its response failed before it was complete; it will not run again with this key".to_owned(),
+        )
+    }
+
     /// The HTTP status.
     #[must_use]
     pub fn status(&self) -> StatusCode {
@@ -156,7 +182,7 @@ impl From<Error> for Problem {
                 StatusCode::CONFLICT,
                 "superseded",
                 "Request superseded",
-                "this request ran past its lease and a retry with the same key took over; retry to get the stored response".to_owned(),
+                "this request ran, but its claim on the key lapsed before its response could be stored (the handler ran past its lease, or the idempotency store was unreachable), and no response is stored for the key".to_owned(),
             ),
             Error::FingerprintMismatch => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -177,6 +203,13 @@ impl From<Error> for Problem {
                 "Stored record unreadable",
                 "the stored record for this key cannot be read; it was not executed again".to_owned(),
             ),
+            Error::CapacityExceeded { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-full",
+                "Idempotency store full",
+                format!("{detail}; nothing was executed, retry with the same key later"),
+            )
+            .retry_after(5),
             Error::HandlerPanicked => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "handler-panicked",
@@ -185,7 +218,7 @@ impl From<Error> for Problem {
             ),
             Error::Fingerprint(_)
             | Error::InvalidDuration { .. }
-            | Error::CapacityExceeded { .. }
+            | Error::NoStore
             | Error::DefaultStoreAlreadySet => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

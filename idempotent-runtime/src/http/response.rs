@@ -34,20 +34,42 @@ pub struct Buffered {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// What the protocol does with it: store it, release the key, or record that it ran.
+    keep: Keep,
+}
+
+/// What becomes of a captured response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Stored and replayed.
+    Store,
+    /// Not stored: the key is released for a retry (a status the options do not store).
+    Release,
+    /// The handler ran but its response broke: completed as done, not replayable.
+    Broken,
 }
 
 impl Buffered {
-    /// Reads `response`'s whole body into memory.
-    pub(crate) async fn capture(response: Response) -> Self {
+    /// Reads `response`'s whole body into memory; `stores` says which statuses are kept.
+    pub(crate) async fn capture(response: Response, stores: fn(StatusCode) -> bool) -> Self {
         let (parts, body) = response.into_parts();
         match axum::body::to_bytes(body, usize::MAX).await {
             Ok(body) => Self {
+                keep: if stores(parts.status) {
+                    Keep::Store
+                } else {
+                    Keep::Release
+                },
                 status: parts.status,
                 headers: parts.headers,
                 body,
             },
-            // The handler's body failed mid-stream: nothing coherent to store or send.
-            Err(_) => Self::from(Problem::from(Error::HandlerPanicked)),
+            // The handler's body failed mid-stream after the handler ran: its side effect may
+            // have happened, so the key is never released.
+            Err(_) => Self {
+                keep: Keep::Broken,
+                ..Self::from(Problem::response_failed())
+            },
         }
     }
 
@@ -67,22 +89,23 @@ impl From<Problem> for Buffered {
             status: parts.status,
             headers: parts.headers,
             body: Bytes::from(problem.body()),
+            keep: Keep::Release,
         }
     }
 }
 
-/// HTTP mode: 2xx–4xx responses are stored and replayed; a 5xx releases the claim so a retry
-/// runs again.
+/// HTTP mode: the captured response is stored and replayed if its status is one the options
+/// store (by default 2xx–4xx for the attribute, 2xx–3xx for the layer; everything with
+/// `cache_errors`); otherwise the claim is released so a retry runs again. A response whose
+/// body broke is completed as done, not replayable.
 #[derive(Debug, Clone, Copy)]
 pub struct Http;
 
-/// HTTP mode with `cache_errors`: every response is stored, 5xx included.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpCacheErrors;
-
-fn encode(response: &Buffered, max_body: usize, store_5xx: bool) -> Disposition {
-    if response.status.is_server_error() && !store_5xx {
-        return Disposition::Release;
+fn encode(response: &Buffered, max_body: usize) -> Disposition {
+    match response.keep {
+        Keep::Broken => return Disposition::NotReplayable,
+        Keep::Release => return Disposition::Release,
+        Keep::Store => {}
     }
     if response.body.len() > max_body {
         return Disposition::NotReplayable;
@@ -113,26 +136,13 @@ fn decode(cached: &CachedResponse) -> Result<Buffered, Error> {
         status,
         headers,
         body: cached.body().clone(),
+        keep: Keep::Store,
     })
 }
 
 impl ResultCodec<Buffered> for Http {
     fn encode(result: &Buffered, max_body: usize) -> Disposition {
-        encode(result, max_body, false)
-    }
-
-    fn decode(response: &CachedResponse) -> Result<Buffered, Error> {
-        decode(response)
-    }
-
-    fn error(error: Error) -> Buffered {
-        Buffered::from(Problem::from(error))
-    }
-}
-
-impl ResultCodec<Buffered> for HttpCacheErrors {
-    fn encode(result: &Buffered, max_body: usize) -> Disposition {
-        encode(result, max_body, true)
+        encode(result, max_body)
     }
 
     fn decode(response: &CachedResponse) -> Result<Buffered, Error> {
@@ -149,12 +159,27 @@ mod tests {
     use super::*;
 
     fn buffered(status: u16, headers: &[(&'static str, &str)], body: &str) -> Buffered {
+        kept(status, headers, body, |s| !s.is_server_error())
+    }
+
+    fn kept(
+        status: u16,
+        headers: &[(&'static str, &str)],
+        body: &str,
+        stores: fn(StatusCode) -> bool,
+    ) -> Buffered {
         let mut map = HeaderMap::new();
         for (n, v) in headers {
             map.append(*n, HeaderValue::from_str(v).expect("value"));
         }
+        let status = StatusCode::from_u16(status).expect("status");
         Buffered {
-            status: StatusCode::from_u16(status).expect("status"),
+            keep: if stores(status) {
+                Keep::Store
+            } else {
+                Keep::Release
+            },
+            status,
             headers: map,
             body: Bytes::from(body.to_owned()),
         }
@@ -212,7 +237,7 @@ mod tests {
             Disposition::Release
         ));
         assert!(matches!(
-            <HttpCacheErrors as ResultCodec<Buffered>>::encode(&buffered(503, &[], ""), 10),
+            <Http as ResultCodec<Buffered>>::encode(&kept(503, &[], "", |_| true), 10),
             Disposition::Complete(_)
         ));
         assert!(matches!(

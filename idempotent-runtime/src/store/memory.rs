@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use indexmap::IndexMap;
 
-use crate::store::{ExistingEntry, IdempotencyStore, InsertResult};
+use crate::store::{
+    CompletedRecord, ExistingEntry, IdempotencyStore, InsertResult, ProcessingRecord,
+};
 use crate::sync::{AtomicUsize, Mutex, MutexGuard};
 use crate::{
     CachedResponse, Clock, Completed, Error, FencingToken, Fingerprint, IdempotencyEntry,
@@ -128,16 +130,13 @@ impl Record {
         matches!(self.state, State::Completed(_))
     }
 
-    /// The record as an entry. Its `ttl()` and `lease()` are the defaults, not the stored
-    /// record's: the store keeps only the instant the record dies.
+    /// The record as another request sees it.
     fn to_existing(&self) -> ExistingEntry {
-        let entry = IdempotencyEntry::new(self.fingerprint);
         match &self.state {
-            State::Processing => ExistingEntry::Processing(entry),
-            State::Completed(Some(response)) => {
-                ExistingEntry::Completed(entry.complete(response.clone()))
+            State::Processing => ExistingEntry::Processing(ProcessingRecord::new(self.fingerprint)),
+            State::Completed(response) => {
+                ExistingEntry::Completed(CompletedRecord::new(self.fingerprint, response.clone()))
             }
-            State::Completed(None) => ExistingEntry::Completed(entry.complete_not_replayable()),
         }
     }
 }
@@ -227,7 +226,7 @@ impl MemoryStore {
             let mut shard = self.shard(key);
             self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
             let counter = shard.counter + 1;
-            let token = FencingToken::generate(counter);
+            let token = FencingToken::new(counter, entry.claim_nonce());
             let lease = millis(entry.lease());
             let fresh = Record {
                 fingerprint: entry.fingerprint(),
@@ -237,6 +236,13 @@ impl MemoryStore {
             };
             if let Some(record) = shard.records.get_mut(key) {
                 if record.is_live(now) {
+                    if !record.is_completed() && record.token.nonce() == entry.claim_nonce() {
+                        // This very claim, re-sent: the caller's own.
+                        return Ok(InsertResult::Claimed {
+                            fencing_token: record.token,
+                            entry,
+                        });
+                    }
                     return Ok(InsertResult::Exists(record.to_existing()));
                 }
                 // A dead record (lapsed lease or expired TTL): take its place.
@@ -280,6 +286,9 @@ impl MemoryStore {
         let mut shard = self.shard(key);
         self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
         let record = current_claim(&mut shard, key, token, now)?;
+        if record.fingerprint != entry.fingerprint() {
+            return Err(Error::FingerprintMismatch); // not this claim's request
+        }
         if record.is_completed() {
             return Ok(()); // the same claim completed twice: the first result stands
         }
@@ -540,5 +549,9 @@ impl IdempotencyStore for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn detached(&self) -> Option<Arc<dyn IdempotencyStore>> {
+        Some(Arc::new(self.clone()))
     }
 }

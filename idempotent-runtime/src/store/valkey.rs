@@ -14,10 +14,14 @@
 //!   `noeviction`): an evicted claim lets a retry run the side effect twice. Under
 //!   `noeviction` a full server refuses writes cleanly ([`Error::StoreUnavailable`]); nothing is
 //!   half-written. Opt out with [`ValkeyStoreBuilder::allow_eviction`] only if you accept that.
-//! - Fencing: a claim's nonce is random (128 bits), so a completion, renewal or release from a
-//!   lapsed claim is rejected even if the server lost its data in between. The counter is the
-//!   server time in microseconds, or the previous claim's counter + 1 if larger: it increases
-//!   across claims of a key as long as the server clock does not step back.
+//! - Fencing: a claim's nonce is random (128 bits, drawn by the runtime with the entry), so a
+//!   completion, renewal or release from a lapsed claim is rejected even if the server lost
+//!   its data in between. The counter is the server time in microseconds when the claim was
+//!   taken (`TIME`, read by the claim script and written into the record): it increases across
+//!   claims of a key as long as the server clock does not step back. Every fenced step compares
+//!   the whole token — nonce and counter — and a completion's fingerprint with the claim's.
+//! - A claim is safe to re-send: the claim script given the nonce of the live claim returns
+//!   that claim (with its counter), so the runtime can resolve a claim whose reply was lost.
 //!
 //! # What it cannot guarantee
 //! - **Durability is the server's.** With `appendonly no` a crash loses every record; use
@@ -58,6 +62,7 @@ use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use sha2::{Digest, Sha256};
 
 use crate::hex::push_hex;
+use crate::store::ReplyLost;
 use crate::{
     Completed, Error, ExistingEntry, FencingToken, IdempotencyEntry, IdempotencyKey,
     IdempotencyStore, InsertResult, Processing, check_duration,
@@ -353,7 +358,7 @@ fn record(value: Option<&Value>) -> Result<ExistingEntry, Error> {
     }
 }
 
-/// The status word of a script reply (`"ok"`, `"stale"`, `"corrupt"`).
+/// The status word of a script reply (`"ok"`, `"stale"`, `"mismatch"`, `"corrupt"`).
 fn status(reply: &Value) -> Result<(), Error> {
     let word = match reply {
         Value::BulkString(b) => b.as_slice(),
@@ -364,6 +369,7 @@ fn status(reply: &Value) -> Result<(), Error> {
     match word {
         b"ok" => Ok(()),
         b"stale" => Err(Error::StaleFencingToken),
+        b"mismatch" => Err(Error::FingerprintMismatch),
         b"corrupt" => Err(Error::Corrupt(
             "valkey record has missing or malformed fields".to_owned(),
         )),
@@ -391,13 +397,13 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// An integer in a script reply (Lua numbers come back as integers, TIME's parts as strings).
-fn number(value: Option<&Value>) -> Option<u64> {
-    match value? {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        _ => None,
-    }
+/// A token as the scripts compare it: nonce, then counter, big-endian (the record's bytes
+/// 19..=42).
+fn token_bytes(token: FencingToken) -> [u8; 24] {
+    let mut out = [0; 24];
+    out[..16].copy_from_slice(&token.nonce().to_be_bytes());
+    out[16..].copy_from_slice(&token.counter().to_be_bytes());
+    out
 }
 
 fn unavailable(message: impl Into<String>) -> Error {
@@ -413,6 +419,8 @@ fn from_redis(e: RedisError) -> Error {
         Some("OOM") => unavailable(format!(
             "the server is out of memory (maxmemory reached under noeviction); nothing was written: {e}"
         )),
+        // Sent, but no reply in time: the script may have run.
+        _ if e.is_timeout() => Error::StoreUnavailable(Box::new(ReplyLost::new(e))),
         _ => Error::StoreUnavailable(Box::new(e)),
     }
 }
@@ -426,19 +434,17 @@ impl IdempotencyStore for ValkeyStore {
     ) -> Result<InsertResult, Error> {
         check_duration("ttl", entry.ttl())?;
         check_duration("lease", entry.lease())?;
-        let nonce: u128 = rand::random();
+        let nonce = entry.claim_nonce();
+        // The counter is filled in by the script (server time).
         let value = encode_record(
             entry.fingerprint(),
-            nonce,
-            millis(entry.ttl()),
+            FencingToken::new(0, nonce),
             State::Processing,
         )?;
         let record_key = self.record_key(key);
         let reply = self
             .invoke(&CLAIM, &record_key, |c| {
-                c.arg(value.as_slice())
-                    .arg(millis(entry.ttl()))
-                    .arg(millis(entry.lease()));
+                c.arg(value.as_slice()).arg(millis(entry.lease()));
             })
             .await?;
         let items = match reply {
@@ -447,11 +453,10 @@ impl IdempotencyStore for ValkeyStore {
         };
         match items.first() {
             Some(Value::BulkString(tag)) if tag == b"claimed" => {
-                // The server time of the claim, in microseconds.
-                let counter = match (number(items.get(1)), number(items.get(2))) {
-                    (Some(seconds), Some(micros)) => seconds
-                        .checked_mul(1_000_000)
-                        .and_then(|s| s.checked_add(micros)),
+                let counter = match items.get(1) {
+                    Some(Value::BulkString(bytes)) => <[u8; 8]>::try_from(bytes.as_slice())
+                        .ok()
+                        .map(u64::from_be_bytes),
                     _ => None,
                 }
                 .ok_or_else(|| Error::Corrupt(format!("unexpected claim reply {items:?}")))?;
@@ -478,12 +483,7 @@ impl IdempotencyStore for ValkeyStore {
             Some(response) => State::Completed(response),
             None => State::NotReplayable,
         };
-        let value = encode_record(
-            entry.fingerprint(),
-            token.nonce(),
-            millis(entry.ttl()),
-            state,
-        )?;
+        let value = encode_record(entry.fingerprint(), token, state)?;
         let record_key = self.record_key(key);
         let ttl = millis(entry.ttl());
         let reply = self
@@ -496,10 +496,10 @@ impl IdempotencyStore for ValkeyStore {
 
     async fn release(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
         let record_key = self.record_key(key);
-        let nonce = token.nonce().to_be_bytes();
+        let token = token_bytes(token);
         let reply = self
             .invoke(&RELEASE, &record_key, |c| {
-                c.arg(nonce.as_slice());
+                c.arg(token.as_slice());
             })
             .await?;
         status(&reply)
@@ -513,10 +513,10 @@ impl IdempotencyStore for ValkeyStore {
     ) -> Result<(), Error> {
         check_duration("lease", lease)?;
         let record_key = self.record_key(key);
-        let nonce = token.nonce().to_be_bytes();
+        let token = token_bytes(token);
         let reply = self
             .invoke(&RENEW, &record_key, |c| {
-                c.arg(nonce.as_slice()).arg(millis(lease));
+                c.arg(token.as_slice()).arg(millis(lease));
             })
             .await?;
         status(&reply)
@@ -532,6 +532,10 @@ impl IdempotencyStore for ValkeyStore {
 
     fn kind(&self) -> &'static str {
         "valkey"
+    }
+
+    fn detached(&self) -> Option<Arc<dyn IdempotencyStore>> {
+        Some(Arc::new(self.clone()))
     }
 }
 

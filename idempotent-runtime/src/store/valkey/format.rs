@@ -1,31 +1,36 @@
 //! The stored value format of [`super::ValkeyStore`]: one string value per record, versioned.
 //!
-//! Version 1 (all integers big-endian):
+//! Version 2 (all integers big-endian):
 //! ```text
-//! 0x01 | state: b'p' processing, b'c' completed, b'n' done-not-replayable
-//!      | fingerprint (16) | claim nonce (16) | TTL in ms u64
+//! 0x02 | state: b'p' processing, b'c' completed, b'n' done-not-replayable
+//!      | fingerprint (16) | claim nonce (16) | fencing counter u64
 //!      | for b'c': status u16 | header count u16
 //!                  | (name len u16, name, value len u32, value)* | body len u32 | body
 //! ```
-//! The scripts read only the first 34 bytes (version, state, nonce). Decoding checks every
-//! length against what is left: arbitrary bytes give an error, never a panic and never a
-//! partial record.
+//! The scripts read only the 42-byte header: the fingerprint (bytes 3..=18, 1-based), the
+//! claim's token — nonce and counter, bytes 19..=42 — which every fenced step compares whole,
+//! and the state. The claim script writes the counter (server time in µs) into the record it
+//! is sent. Version 1 (a TTL where the counter now is; the counter was not kept) is refused as
+//! corrupt: records live at most a TTL, so an upgrade waits out the old ones or starts with a
+//! new prefix. Decoding checks every length against what is left: arbitrary bytes give an
+//! error, never a panic and never a partial record.
 
 use bytes::{Bytes, BytesMut};
 
-use crate::{CachedResponse, Completed, Error, ExistingEntry, Fingerprint, IdempotencyEntry};
+use crate::{
+    CachedResponse, CompletedRecord, Error, ExistingEntry, FencingToken, Fingerprint,
+    ProcessingRecord,
+};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
-/// The size of the fixed header: version, state, fingerprint, nonce, TTL.
+/// The size of the fixed header: version, state, fingerprint, nonce, counter.
 pub(crate) const HEADER: usize = 42;
 
-/// Encodes a record: `response` is `Some` for a completed record, `None` with `completed` for
-/// done-not-replayable, and `None` without it for processing.
+/// Encodes a record of the claim `token` in `state`.
 pub(crate) fn encode_record(
     fingerprint: Fingerprint,
-    nonce: u128,
-    ttl_ms: u64,
+    token: FencingToken,
     state: State<'_>,
 ) -> Result<Vec<u8>, Error> {
     let size = match state {
@@ -40,8 +45,8 @@ pub(crate) fn encode_record(
         State::NotReplayable => b'n',
     });
     out.extend_from_slice(&fingerprint.to_bytes());
-    out.extend_from_slice(&nonce.to_be_bytes());
-    out.extend_from_slice(&ttl_ms.to_be_bytes());
+    out.extend_from_slice(&token.nonce().to_be_bytes());
+    out.extend_from_slice(&token.counter().to_be_bytes());
     if let State::Completed(response) = state {
         encode_response(response, &mut out)?;
     }
@@ -91,20 +96,13 @@ fn decode(bytes: &[u8]) -> Result<ExistingEntry, String> {
         return Err(format!("unknown format version {version}"));
     }
     let fingerprint = Fingerprint::from_bytes(input.array("fingerprint")?);
-    let _nonce: [u8; 16] = input.array("nonce")?;
-    let ttl_ms = u64::from_be_bytes(input.array("TTL")?);
-    if ttl_ms == 0 {
-        return Err("TTL is zero".to_owned());
-    }
-    let entry =
-        IdempotencyEntry::new(fingerprint).with_ttl(std::time::Duration::from_millis(ttl_ms));
+    let _token: [u8; 24] = input.array("fencing token")?;
     let existing = match state {
-        b'p' => ExistingEntry::Processing(entry),
-        b'n' => ExistingEntry::Completed(entry.complete_not_replayable()),
+        b'p' => ExistingEntry::Processing(ProcessingRecord::new(fingerprint)),
+        b'n' => ExistingEntry::Completed(CompletedRecord::new(fingerprint, None)),
         b'c' => {
             let response = decode_response(&mut input)?;
-            let done: IdempotencyEntry<Completed> = entry.complete(response);
-            ExistingEntry::Completed(done)
+            ExistingEntry::Completed(CompletedRecord::new(fingerprint, Some(response)))
         }
         other => return Err(format!("unknown state byte {other}")),
     };
@@ -169,8 +167,7 @@ mod tests {
     fn completed(response: &CachedResponse) -> Vec<u8> {
         encode_record(
             Fingerprint::from_u128(9),
-            5,
-            1000,
+            FencingToken::new(1000, 5),
             State::Completed(response),
         )
         .expect("encodes")
@@ -187,24 +184,25 @@ mod tests {
         };
         assert_eq!(done.response(), Some(&response));
         assert_eq!(done.fingerprint(), Fingerprint::from_u128(9));
-        assert_eq!(done.ttl(), std::time::Duration::from_secs(1));
         let fp = Fingerprint::from_u128(3);
-        let processing = encode_record(fp, 5, 1000, State::Processing).expect("encodes");
+        let processing =
+            encode_record(fp, FencingToken::new(1000, 5), State::Processing).expect("encodes");
         assert_eq!(processing.len(), HEADER);
         assert!(
             matches!(decode_record(&processing), Ok(ExistingEntry::Processing(e)) if e.fingerprint() == fp)
         );
-        let gone = encode_record(fp, 5, 1000, State::NotReplayable).expect("encodes");
+        let gone =
+            encode_record(fp, FencingToken::new(1000, 5), State::NotReplayable).expect("encodes");
         assert!(
             matches!(decode_record(&gone), Ok(ExistingEntry::Completed(e)) if e.response().is_none())
         );
     }
 
     #[test]
-    fn golden_bytes_pin_version_1() {
+    fn golden_bytes_pin_version_2() {
         let response = CachedResponse::new(200, "hi").with_header("a", "b");
         let bytes = completed(&response);
-        let mut expected = vec![1, b'c'];
+        let mut expected = vec![2, b'c'];
         expected.extend_from_slice(&Fingerprint::from_u128(9).to_bytes());
         expected.extend_from_slice(&5u128.to_be_bytes());
         expected.extend_from_slice(&1000u64.to_be_bytes());
@@ -212,8 +210,10 @@ mod tests {
             0, 200, 0, 1, 0, 1, b'a', 0, 0, 0, 1, b'b', 0, 0, 0, 2, b'h', b'i',
         ]);
         assert_eq!(bytes, expected);
-        // The scripts find the nonce at bytes 19..=34 (1-based).
+        // The scripts find the fingerprint at bytes 3..=18 and the token at 19..=42 (1-based).
+        assert_eq!(bytes[2..18], Fingerprint::from_u128(9).to_bytes());
         assert_eq!(bytes[18..34], 5u128.to_be_bytes());
+        assert_eq!(bytes[34..42], 1000u64.to_be_bytes());
     }
 
     #[test]
@@ -229,14 +229,11 @@ mod tests {
         longer.push(0);
         assert!(decode_record(&longer).is_err());
         let mut other = bytes.clone();
-        other[0] = 2;
-        assert!(matches!(decode_record(&other), Err(Error::Corrupt(m)) if m.contains("version 2")));
-        let mut state = bytes.clone();
+        other[0] = 1;
+        assert!(matches!(decode_record(&other), Err(Error::Corrupt(m)) if m.contains("version 1")));
+        let mut state = bytes;
         state[1] = b'z';
         assert!(decode_record(&state).is_err());
-        let mut zero_ttl = bytes;
-        zero_ttl[34..42].copy_from_slice(&[0; 8]);
-        assert!(decode_record(&zero_ttl).is_err());
     }
 }
 
@@ -261,7 +258,7 @@ mod fuzz {
         /// Arbitrary bytes behind a valid header exercise the response decoder.
         #[test]
         fn arbitrary_responses_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..128)) {
-            let mut bytes = encode_record(Fingerprint::from_u128(1), 1, 1, State::Processing)
+            let mut bytes = encode_record(Fingerprint::from_u128(1), FencingToken::new(1, 1), State::Processing)
                 .expect("encodes");
             bytes[1] = b'c';
             bytes.extend_from_slice(&tail);
@@ -280,7 +277,7 @@ mod fuzz {
             for (name, value) in headers {
                 response = response.with_header(name, value);
             }
-            let mut bytes = encode_record(Fingerprint::from_u128(2), 3, 60_000, State::Completed(&response))
+            let mut bytes = encode_record(Fingerprint::from_u128(2), FencingToken::new(60_000, 3), State::Completed(&response))
                 .expect("encodes");
             let Ok(ExistingEntry::Completed(done)) = decode_record(&bytes) else {
                 return Err(TestCaseError::fail("did not round-trip"));

@@ -1,7 +1,7 @@
 #!lua
 -- renew: extend the current claim's lease to ARGV[2] ms from now (server time).
 -- KEYS[1]  the record (layout in claim.lua)
--- ARGV[1]  claim nonce, 16 bytes
+-- ARGV[1]  the claim's token: nonce (16 bytes) and counter (8 bytes big-endian)
 -- ARGV[2]  lease in ms
 -- Returns  "ok" | "stale" | "corrupt" | error "IDEMPOTENT ..." (invalid lease; nothing written)
 -- The largest TTL or lease accepted: 365 days in ms (MAX_DURATION; a Rust test pins it).
@@ -12,8 +12,8 @@ if not lease or lease < 1 or lease > max or lease % 1 ~= 0 then
 end
 local record = redis.call('GET', KEYS[1])
 if not record then return 'stale' end
-if #record < 42 or string.byte(record, 1) ~= 1 then return 'corrupt' end
-if string.sub(record, 19, 34) ~= ARGV[1] or string.sub(record, 2, 2) ~= 'p' then
+if #record < 42 or string.byte(record, 1) ~= 2 then return 'corrupt' end
+if string.sub(record, 19, 42) ~= ARGV[1] or string.sub(record, 2, 2) ~= 'p' then
   return 'stale'
 end
 redis.call('PEXPIRE', KEYS[1], lease)
