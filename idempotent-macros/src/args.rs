@@ -6,6 +6,7 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, LitStr, Token};
 
 use crate::duration;
+use crate::errors::Errors;
 
 /// Where the key comes from.
 pub(crate) enum KeySource {
@@ -52,16 +53,17 @@ const OPTIONS: &str = "`key`, `ttl`, `lease`, `store`, `skip`, `fingerprint`, `s
 
 impl Args {
     /// Parses the attribute's arguments; errors are collected, not stopped at.
-    pub(crate) fn parse(tokens: TokenStream, errors: &mut Option<syn::Error>) -> Self {
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut args = Self::default();
         let parser = syn::meta::parser(|meta| {
             if let Err(e) = args.option(&meta) {
-                push(errors, e);
+                errors.push(e);
+                skip_value(&meta)?;
             }
             Ok(())
         });
         if let Err(e) = syn::parse::Parser::parse2(parser, tokens) {
-            push(errors, e);
+            errors.push(e);
         }
         args
     }
@@ -237,10 +239,14 @@ fn concurrent(expr: &Expr) -> syn::Result<Concurrent> {
     }
 }
 
-/// Adds `error` to the accumulator.
-pub(crate) fn push(errors: &mut Option<syn::Error>, error: syn::Error) {
-    match errors {
-        Some(existing) => existing.combine(error),
-        None => *errors = Some(error),
+/// After a refused option, consumes what is left of it (`= value` or `(…)`), so the next
+/// option parses and the refusal is the only error it causes.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _content;
+        syn::parenthesized!(_content in meta.input);
     }
+    Ok(())
 }

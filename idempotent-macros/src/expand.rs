@@ -1,165 +1,22 @@
-//! Validation against the fn, and the thin expansion: extract the key, fingerprint the
-//! arguments, call `__private::execute` with the body as `async move { … }`.
+//! The thin expansion of a [`Validated`] fn: extract the key, fingerprint the arguments, call
+//! one runtime function with the body as `async move { … }`. Nothing here can fail.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, Ident, ItemFn, Pat, ReturnType};
 
-use crate::args::{Args, Concurrent, HeaderKey, KeySource, push};
+use crate::args::{Concurrent, HeaderKey};
+use crate::validate::{Mode, Validated};
 
-/// Expands `item` with `args`, or returns every error found.
-#[allow(
-    clippy::too_many_lines,
-    reason = "one list of independent checks, then the expansion"
-)]
-pub(crate) fn expand(
-    args: &Args,
-    item: &ItemFn,
-    mut errors: Option<syn::Error>,
-) -> Result<TokenStream, syn::Error> {
-    let sig = &item.sig;
-    if sig.asyncness.is_none() {
-        push(
-            &mut errors,
-            syn::Error::new(
-                sig.fn_token.span,
-                "`#[idempotent]` needs an `async fn`; add `async` before `fn`",
-            ),
-        );
+/// The fn, rewritten to run its body under the protocol.
+pub(crate) fn expand(valid: &Validated<'_>) -> TokenStream {
+    match valid.mode {
+        Mode::Plain(key) => plain(valid, key),
+        Mode::Http(header) => http(valid, header),
     }
-    let has_receiver = sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_)));
-    let http = matches!(&args.key, Some((_, KeySource::Header(_))));
-    if has_receiver && args.name.is_none() && !http {
-        push(
-            &mut errors,
-            syn::Error::new(
-                sig.ident.span(),
-                "a method needs a stable operation name, since two types may share a method name in one module: add `name = \"orders.pay\"`",
-            ),
-        );
-    }
-    if matches!(sig.output, ReturnType::Default) {
-        let message = if http {
-            "an axum handler with `key = header` must return a response type (`impl IntoResponse`), like `Result<Json<User>, ApiError>`"
-        } else {
-            "a plain `#[idempotent]` fn must return `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotent_runtime::Error>`"
-        };
-        push(&mut errors, syn::Error::new(sig.ident.span(), message));
-    }
-    let bound = bound_arguments(item);
-    let mode = match &args.key {
-        None if args.key_invalid => None,
-        None => {
-            push(
-                &mut errors,
-                syn::Error::new(
-                    Span::call_site(),
-                    "missing option `key`: add `key = <expr>` (an argument or field holding the key, e.g. `key = req.idempotency_key`) or `key = header`",
-                ),
-            );
-            None
-        }
-        Some((_, KeySource::Header(header))) => {
-            if !cfg!(feature = "axum") {
-                push(
-                    &mut errors,
-                    syn::Error::new(
-                        header.span,
-                        "`key = header` makes an axum handler, which needs the `axum` feature of `idempotent-runtime`: enable it in Cargo.toml, or use `key = <expr>`",
-                    ),
-                );
-            }
-            if let Some(FnArg::Receiver(receiver)) =
-                sig.inputs.iter().find(|a| matches!(a, FnArg::Receiver(_)))
-            {
-                push(
-                    &mut errors,
-                    syn::Error::new_spanned(
-                        receiver,
-                        "`key = header` makes an axum handler, which is a free `async fn`: remove `self` and pass state with `State(…)`",
-                    ),
-                );
-            }
-            Some(Mode::Http(header))
-        }
-        Some((_, KeySource::Expr(expr))) => Some(Mode::Plain(expr)),
-    };
-    if let (Some((_, _)), Some((span, _))) = (&args.skip, &args.fingerprint) {
-        push(
-            &mut errors,
-            syn::Error::new(
-                *span,
-                "`skip(…)` and `fingerprint(…)` exclude each other: list what to hash with `fingerprint(…)`, or what to leave out with `skip(…)`",
-            ),
-        );
-    }
-    for name in args.skip.iter().flat_map(|(_, names)| names) {
-        if !bound.iter().any(|b| b == name) {
-            push(
-                &mut errors,
-                syn::Error::new(
-                    name.span(),
-                    format!(
-                        "`skip({name})` names no argument of this fn; arguments: {}",
-                        list(&bound)
-                    ),
-                ),
-            );
-        }
-    }
-    for field in args.fingerprint.iter().flat_map(|(_, fields)| fields) {
-        match root_ident(field) {
-            Some(root) if bound.iter().any(|b| b == root) => {}
-            _ => push(
-                &mut errors,
-                syn::Error::new_spanned(
-                    field,
-                    format!(
-                        "`fingerprint(…)` must name arguments or their fields (like `order.amount`); arguments: {}",
-                        list(&bound)
-                    ),
-                ),
-            ),
-        }
-    }
-    if let Some(errors) = errors {
-        return Err(errors);
-    }
-    let Some(mode) = mode else {
-        return Ok(TokenStream::new());
-    };
-    let fingerprinted: Vec<Expr> = match &args.fingerprint {
-        Some((_, fields)) => fields.clone(),
-        None => {
-            // The argument the store comes from is never request content: skipped too.
-            let store_root = args.store.as_ref().and_then(|(_, e)| root_ident(e));
-            let skipped: Vec<&Ident> = args
-                .skip
-                .iter()
-                .flat_map(|(_, names)| names)
-                .chain(store_root)
-                .collect();
-            bound
-                .iter()
-                .filter(|b| !skipped.contains(b))
-                .map(|b| syn::parse_quote!(#b))
-                .collect()
-        }
-    };
-    Ok(match mode {
-        Mode::Plain(key) => plain_body(args, item, key, &fingerprinted),
-        Mode::Http(header) => http_body(args, item, header, &fingerprinted),
-    })
 }
 
-/// Plain async fn or axum handler.
-enum Mode<'a> {
-    Plain(&'a Expr),
-    Http(&'a HeaderKey),
-}
-
-/// What both modes share: the operation, the spec, the store, the scope, and the checks that
+/// What both modes share: the operation, the spec, the scope, and the checks that
 /// fingerprinted arguments are `Serialize`.
 struct Common {
     operation: TokenStream,
@@ -168,9 +25,10 @@ struct Common {
     checks: TokenStream,
 }
 
-fn common(args: &Args, item: &ItemFn, fingerprinted: &[Expr]) -> Common {
+fn common(valid: &Validated<'_>) -> Common {
     let rt = quote!(::idempotent_runtime::__private);
-    let fn_name = item.sig.ident.to_string();
+    let args = valid.args;
+    let fn_name = valid.item.sig.ident.to_string();
     let operation = match &args.name {
         Some((_, name)) => quote!(#name),
         None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
@@ -191,7 +49,8 @@ fn common(args: &Args, item: &ItemFn, fingerprinted: &[Expr]) -> Common {
         }
         None => quote!(::core::option::Option::<::std::string::String>::None),
     };
-    let checks = fingerprinted
+    let checks = valid
+        .fingerprinted
         .iter()
         .map(|e| quote_spanned!(e.span()=> #rt::assert_fingerprintable(&#e);))
         .collect();
@@ -203,46 +62,97 @@ fn common(args: &Args, item: &ItemFn, fingerprinted: &[Expr]) -> Common {
     }
 }
 
-/// An axum handler: a hidden `RequestHead` extractor goes first, the return type becomes
-/// `Response`, and the body runs detached under `__private::execute_http`.
-fn http_body(
-    args: &Args,
-    item: &ItemFn,
-    header: &HeaderKey,
-    fingerprinted: &[Expr],
-) -> TokenStream {
+/// A plain async fn: one call of `__private::run`, whose path carries the return type's span,
+/// so a return type that cannot be stored is reported once, there.
+fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
     let rt = quote!(::idempotent_runtime::__private);
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = item;
-    let ReturnType::Type(_, ret) = &sig.output else {
-        return TokenStream::new();
-    };
+    let (item, ret) = (valid.item, valid.ret);
+    let (attrs, vis, sig, body) = (&item.attrs, &item.vis, &item.sig, &item.body);
     let Common {
         operation,
         spec,
         scope,
         checks,
-    } = common(args, item, fingerprinted);
-    let header_name = header.name.as_deref().unwrap_or("idempotency-key");
+    } = common(valid);
+    // Spanned at the return type, as the call's path: an unsatisfied `ResultCodec` bound is
+    // reported at the generic arguments, so there.
+    let codec = if valid.args.cache_errors.is_some() {
+        quote_spanned!(ret.span()=> ::idempotent_runtime::__private::CacheErrors)
+    } else {
+        quote_spanned!(ret.span()=> ::idempotent_runtime::__private::Plain)
+    };
+    let store = match &valid.args.store {
+        Some((_, expr)) => quote_spanned! {expr.span()=>
+            let __idempotent_store_handle = #rt::store_handle(&(#expr));
+            let __idempotent_store: &dyn #rt::IdempotencyStore = &__idempotent_store_handle;
+        },
+        None => {
+            quote!(let __idempotent_store: &dyn #rt::IdempotencyStore = #rt::implicit_store(__idempotent_operation);)
+        }
+    };
+    let fingerprinted = &valid.fingerprinted;
+    let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
+    // The whole call and its `.await` carry the return type's span: the bound is checked at
+    // the call and again where the future is awaited, and both then point at the return type.
+    let run = quote_spanned! {ret.span()=>
+        ::idempotent_runtime::__private::run::<#ret, #codec, _>(
+            __idempotent_store,
+            &__IDEMPOTENT_SPEC,
+            __idempotent_operation,
+            ::core::option::Option::as_deref(&__idempotent_scope),
+            __idempotent_key,
+            __idempotent_fingerprint,
+            __idempotent_body,
+        )
+        .await
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            static __IDEMPOTENT_SPEC: #rt::Spec = #spec;
+            let __idempotent_key = #into_key;
+            #checks
+            let __idempotent_operation: &'static str = #operation;
+            let __idempotent_fingerprint = #rt::fingerprint(__idempotent_operation, &(#(&#fingerprinted,)*));
+            let __idempotent_scope = #scope;
+            #store
+            let __idempotent_body = #rt::typed::<#ret, _>(async move #body);
+            #run
+        }
+    }
+}
+
+/// An axum handler: a hidden `RequestHead` extractor goes first, the return type becomes
+/// `Response`, and the body runs detached under `__private::execute_http`.
+fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
+    let rt = quote!(::idempotent_runtime::__private);
+    let (item, ret) = (valid.item, valid.ret);
+    let (attrs, vis, body) = (&item.attrs, &item.vis, &item.body);
+    let Common {
+        operation,
+        spec,
+        scope,
+        checks,
+    } = common(valid);
+    let fingerprinted = &valid.fingerprinted;
+    let header_name = match &header.name {
+        Some(name) => quote!(#name),
+        None => quote!(#rt::IDEMPOTENCY_KEY_HEADER),
+    };
     let mut options = quote!(#rt::HttpOptions::new(#operation, #header_name).spec(#spec));
     if header.optional {
         options = quote!(#options.optional());
     }
-    if args.cache_errors.is_some() {
+    if valid.args.cache_errors.is_some() {
         options = quote!(#options.cache_errors());
     }
-    let store = match &args.store {
+    let store = match &valid.args.store {
         Some((_, expr)) => quote_spanned!(expr.span()=> #rt::store_handle(&(#expr))),
         None => quote!(#rt::implicit_store(#operation)),
     };
     // The block gets the declared type (so `?` infers), unless it is `impl Trait`, which
-    // cannot be named there.
-    // `impl Trait` cannot be named there; the witness fn keeps it (and the imports it names)
-    // in use and checks that it is a response type.
+    // cannot be named there; then a never-called witness fn keeps the user's return type (and
+    // the imports it names) in use and checks that it is a response type.
     let (typed_block, witness) = if contains_impl_trait(ret) {
         let witness = quote! {
             #[allow(dead_code)]
@@ -250,10 +160,10 @@ fn http_body(
                 response
             }
         };
-        (quote!(async move #block), witness)
+        (quote!(async move #body), witness)
     } else {
         (
-            quote!(#rt::typed::<#ret, _>(async move #block)),
+            quote!(#rt::typed::<#ret, _>(async move #body)),
             TokenStream::new(),
         )
     };
@@ -261,7 +171,7 @@ fn http_body(
     let into_response = quote_spanned! {ret.span()=>
         ::idempotent_runtime::__private::into_response(__idempotent_value)
     };
-    let mut sig = sig.clone();
+    let mut sig = item.sig.clone();
     sig.inputs
         .insert(0, syn::parse_quote!(__idempotent_head: #rt::RequestHead));
     sig.output = syn::parse_quote!(-> #rt::Response);
@@ -295,76 +205,6 @@ fn http_body(
     }
 }
 
-fn plain_body(args: &Args, item: &ItemFn, key: &Expr, fingerprinted: &[Expr]) -> TokenStream {
-    let rt = quote!(::idempotent_runtime::__private);
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = item;
-    let ReturnType::Type(_, ret) = &sig.output else {
-        return TokenStream::new();
-    };
-    let Common {
-        operation,
-        spec,
-        scope,
-        checks,
-    } = common(args, item, fingerprinted);
-    let codec = if args.cache_errors.is_some() {
-        quote!(#rt::CacheErrors)
-    } else {
-        quote!(#rt::Plain)
-    };
-    let store = match &args.store {
-        Some((_, expr)) => quote_spanned! {expr.span()=>
-            let __idempotent_store_handle = #rt::store_handle(&(#expr));
-            let __idempotent_store: &dyn #rt::IdempotencyStore = &__idempotent_store_handle;
-        },
-        None => {
-            quote!(let __idempotent_store: &dyn #rt::IdempotencyStore = #rt::implicit_store(__idempotent_operation);)
-        }
-    };
-    let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
-    // A type whose well-formedness needs the codec: the error points at the return type.
-    let assert_result = quote_spanned! {ret.span()=>
-        let _: ::idempotent_runtime::__private::AssertResult<#ret, #codec> =
-            ::idempotent_runtime::__private::AssertResult::new();
-    };
-    quote! {
-        #(#attrs)*
-        #vis #sig {
-            static __IDEMPOTENT_SPEC: #rt::Spec = #spec;
-            #assert_result
-            let __idempotent_key = #into_key;
-            #checks
-            let __idempotent_operation: &'static str = #operation;
-            let __idempotent_fingerprint = #rt::fingerprint(__idempotent_operation, &(#(&#fingerprinted,)*));
-            let __idempotent_scope = #scope;
-            #store
-            let __idempotent_body = #rt::typed::<#ret, _>(async move #block);
-            match (__idempotent_key, __idempotent_fingerprint) {
-                (::core::result::Result::Ok(key), ::core::result::Result::Ok(fingerprint)) => {
-                    #rt::execute::<#ret, #codec, _>(
-                        __idempotent_store,
-                        &__IDEMPOTENT_SPEC,
-                        __idempotent_operation,
-                        ::core::option::Option::as_deref(&__idempotent_scope),
-                        &key,
-                        fingerprint,
-                        __idempotent_body,
-                    )
-                    .await
-                }
-                (::core::result::Result::Err(error), _) | (_, ::core::result::Result::Err(error)) => {
-                    #rt::reject::<#ret, #codec>(__idempotent_operation, error)
-                }
-            }
-        }
-    }
-}
-
 fn contains_impl_trait(ty: &syn::Type) -> bool {
     fn walk(tokens: TokenStream) -> bool {
         tokens.into_iter().any(|t| match t {
@@ -374,53 +214,4 @@ fn contains_impl_trait(ty: &syn::Type) -> bool {
         })
     }
     walk(quote!(#ty))
-}
-
-/// The identifiers the fn's argument patterns bind, in order (the receiver excluded).
-fn bound_arguments(item: &ItemFn) -> Vec<Ident> {
-    let mut out = Vec::new();
-    for arg in &item.sig.inputs {
-        if let FnArg::Typed(typed) = arg {
-            collect(&typed.pat, &mut out);
-        }
-    }
-    out
-}
-
-fn collect(pat: &Pat, out: &mut Vec<Ident>) {
-    match pat {
-        Pat::Ident(p) => {
-            out.push(p.ident.clone());
-            if let Some((_, sub)) = &p.subpat {
-                collect(sub, out);
-            }
-        }
-        Pat::Tuple(p) => p.elems.iter().for_each(|e| collect(e, out)),
-        Pat::TupleStruct(p) => p.elems.iter().for_each(|e| collect(e, out)),
-        Pat::Struct(p) => p.fields.iter().for_each(|f| collect(&f.pat, out)),
-        Pat::Reference(p) => collect(&p.pat, out),
-        Pat::Type(p) => collect(&p.pat, out),
-        Pat::Paren(p) => collect(&p.pat, out),
-        Pat::Slice(p) => p.elems.iter().for_each(|e| collect(e, out)),
-        _ => {}
-    }
-}
-
-fn root_ident(expr: &Expr) -> Option<&Ident> {
-    match expr {
-        Expr::Path(p) => p.path.get_ident(),
-        Expr::Field(f) => root_ident(&f.base),
-        _ => None,
-    }
-}
-
-fn list(idents: &[Ident]) -> String {
-    if idents.is_empty() {
-        return "none".to_owned();
-    }
-    idents
-        .iter()
-        .map(|i| format!("`{i}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

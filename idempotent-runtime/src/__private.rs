@@ -1,8 +1,8 @@
 //! Only for the code `#[idempotent]` generates. Not a public API: no stability promise.
 
-pub use crate::codec::{CacheErrors, Plain, ResultCodec};
-pub use crate::default_store::implicit_store;
-pub use crate::execute::{Concurrency, Spec, execute};
+pub use crate::protocol::codec::{CacheErrors, Disposition, Plain, ResultCodec};
+pub use crate::protocol::default_store::implicit_store;
+pub use crate::protocol::{Concurrency, Spec, execute};
 pub use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
 pub use core::time::Duration;
 
@@ -45,24 +45,31 @@ impl<T: Serialize + ?Sized> Fingerprintable for T {}
 /// Compile-time check that an argument can be fingerprinted; spanned at the argument.
 pub const fn assert_fingerprintable<T: Fingerprintable + ?Sized>(_: &T) {}
 
-/// Compile-time check that the fn's return type can be stored: naming the type needs the
-/// bound, so the error points at the return type the type argument came from.
-pub struct AssertResult<R, C: ResultCodec<R>>(core::marker::PhantomData<fn() -> (R, C)>);
-
-impl<R, C: ResultCodec<R>> AssertResult<R, C> {
-    /// The witness.
-    #[must_use]
-    #[allow(clippy::new_without_default, reason = "only generated code builds it")]
-    pub const fn new() -> Self {
-        Self(core::marker::PhantomData)
+/// Runs a plain `#[idempotent]` fn: the key and the fingerprint as the generated code computed
+/// them (an error is answered without running anything), then the protocol. The one generic
+/// call with the `ResultCodec` bound, spanned at the return type by the macro, so a return type
+/// that cannot be stored is reported once, there.
+pub async fn run<R, C, F>(
+    store: &dyn IdempotencyStore,
+    spec: &Spec,
+    operation: &str,
+    scope: Option<&str>,
+    key: Result<IdempotencyKey, Error>,
+    fingerprint: Result<Fingerprint, Error>,
+    handler: F,
+) -> R
+where
+    C: ResultCodec<R>,
+    F: core::future::Future<Output = R>,
+{
+    match (key, fingerprint) {
+        (Ok(key), Ok(fingerprint)) => {
+            execute::<R, C, F>(store, spec, operation, scope, &key, fingerprint, handler).await
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            crate::protocol::answer::<R, C>(&crate::observe::Observer::start(operation), error)
+        }
     }
-}
-
-/// The answer for a request refused before the protocol ran (invalid key, arguments that do
-/// not serialize), recorded as the execution's outcome.
-#[must_use]
-pub fn reject<R, C: ResultCodec<R>>(operation: &str, error: Error) -> R {
-    crate::execute::answer::<R, C>(&crate::observe::Observer::start(operation), error)
 }
 
 /// The fingerprint of the operation and its fingerprinted arguments.
@@ -87,7 +94,11 @@ pub fn typed<R, F: core::future::Future<Output = R>>(future: F) -> F {
 }
 
 #[cfg(feature = "axum")]
-pub use crate::http::{HttpOptions, RequestHead};
+pub use crate::service::IDEMPOTENCY_KEY_HEADER;
+#[cfg(feature = "axum")]
+pub use crate::service::head::RequestHead;
+#[cfg(feature = "axum")]
+pub use crate::service::options::HttpOptions;
 #[cfg(feature = "axum")]
 pub use axum::response::Response;
 
@@ -148,5 +159,5 @@ where
     F: core::future::Future<Output = Response> + Send + 'static,
 {
     let key = head.key(options);
-    crate::http::run(store, options, scope, key, fingerprint, handler).await
+    crate::service::run(store, options, scope, key, fingerprint, handler).await
 }

@@ -13,6 +13,7 @@
     )),
     doc = "Run side effects at most once per idempotency key and replay the same result to every retry. See the README."
 )]
+#![cfg_attr(feature = "macros", doc = include_str!("observability.md"))]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod clock;
@@ -53,27 +54,21 @@ pub use store::{CompletedRecord, ExistingEntry, IdempotencyStore, InsertResult, 
 #[doc(hidden)]
 pub mod __private;
 #[cfg(feature = "macros")]
-mod claim;
+mod observe;
 #[cfg(feature = "macros")]
-mod codec;
-#[cfg(feature = "macros")]
-mod default_store;
-#[cfg(feature = "macros")]
-mod execute;
+mod protocol;
 #[cfg(feature = "axum")]
-pub mod http;
-#[cfg(feature = "macros")]
-pub mod observe;
+pub mod service;
 
-#[cfg(feature = "macros")]
-pub use claim::{ClaimHandle, current_claim};
-#[cfg(feature = "macros")]
-pub use codec::{CacheErrors, Disposition, Plain, ResultCodec};
-#[cfg(feature = "macros")]
-pub use default_store::{default_store, forbid_implicit_default_store, set_default_store};
-#[cfg(feature = "macros")]
-pub use execute::{Concurrency, DEFAULT_MAX_BODY, Idempotent, Spec, execute, storage_key};
 #[cfg(feature = "macros")]
 #[doc = include_str!("idempotent.md")]
 #[cfg_attr(feature = "axum", doc = include_str!("idempotent_http.md"))]
 pub use idempotent_macros::idempotent;
+#[cfg(feature = "macros")]
+pub use protocol::default_store::{
+    default_store, forbid_implicit_default_store, set_default_store,
+};
+#[cfg(feature = "macros")]
+pub use protocol::{
+    ClaimHandle, Concurrency, DEFAULT_MAX_BODY, Idempotent, current_claim, storage_key,
+};

@@ -1,38 +1,6 @@
-//! What an execution tells operators: a `tracing` span (feature `tracing`) and `metrics`
-//! (feature `metrics`). With both features off every item here is empty and inlined away: no
-//! formatting, no allocation, no clock reads.
-//!
-//! # Span
-//! `idempotent.execution` (span names are static in `tracing`), INFO, with the fields
-//! `operation`, `otel.name` (= the operation, so OpenTelemetry exports name the span after it),
-//! `key` (the first 16 hex digits of the hashed stored key — the client's key never appears),
-//! `outcome`, `fencing_token` (the claim's counter), `lease_renewals`. Store calls are child
-//! spans `idempotent.store` (DEBUG) with `store` and `op`; their duration is the latency.
-//! Bodies are never recorded.
-//!
-//! # Metrics
-//! - `idempotent_executions_total{operation, outcome}` — counter
-//! - `idempotent_store_seconds{store, op}` — histogram of store-call latency
-//! - `idempotent_in_flight_claims` — gauge of claims this process holds now
-//! - `idempotent_stale_completions_total{operation}` — completions rejected as stale
-//! - `idempotent_lease_renewals_total{operation}` — lease renewals
-//!
-//! # Events
-//! With feature `tracing`, what an operator must see is an event besides the span: WARN for an
-//! unreachable or full store (the request was refused), a lapsed claim, a failed lease renewal,
-//! a claim whose reply was lost, a completion superseded by another request; ERROR for a
-//! corrupt record, a panicking handler, a result that ran but could not be stored, and
-//! misconfiguration. Each carries `operation`, `key` (as on the span) and `error` (the error's
-//! text) — never the client's key, never a body. To find a customer's request in the logs,
-//! compute its hashed key: the first 16 hex digits of
-//! [`storage_key`](crate::storage_key)`(operation, scope, client_key)`.
-//!
-//! # Outcomes
-//! `executed` (ran, result stored), `replayed`, `in_flight`, `mismatch` (key reused with
-//! another request), `stale` (ran, but the claim had been taken over), `not_replayable` (ran,
-//! result too large or unserializable — or a replay of such a record), `released` (ran,
-//! returned an error / 5xx, key freed), `panicked`, `store_error` (unreachable, full, corrupt),
-//! `rejected_key` (invalid key or request that cannot be fingerprinted).
+//! The observation of executions: spans, events and metrics. What operators see is documented
+//! in the crate docs, section "Observability" (`observability.md`); here is how it is made.
+//! With both features off every item here is empty and inlined away.
 
 use std::future::Future;
 
@@ -168,7 +136,7 @@ impl Observer {
 
     /// Runs `future` inside the execution's span.
     #[inline]
-    pub(crate) fn scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+    pub(crate) fn in_span<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
         #[cfg(feature = "tracing")]
         {
             // Without a subscriber the future runs as it is: no wrapper to move it into.

@@ -10,6 +10,8 @@ use crate::{
     Processing,
 };
 
+#[cfg(any(feature = "memory", feature = "valkey"))]
+mod lifetimes;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "valkey")]

@@ -4,3 +4,4 @@
 pub mod http;
 pub mod log;
 pub mod redis_server;
+pub mod valkey;

@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use idempotent_runtime::http::IdempotencyLayer;
+use idempotent_runtime::service::IdempotencyLayer;
 use idempotent_runtime::{
     Error, IdempotencyKey, IdempotencyStore, Idempotent, InsertResult, MemoryStore, current_claim,
     idempotent, storage_key,

@@ -2,11 +2,6 @@
 //! time, over random sequences of claim / complete / release / renew / get / advance-clock.
 //! Zombie tokens (from earlier claims) are used as often as current ones.
 
-#![allow(
-    clippy::too_many_lines,
-    reason = "the state machine reads best as one match"
-)]
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,144 +103,191 @@ fn entry(fp: u8) -> IdempotencyEntry {
         .with_ttl(Duration::from_millis(TTL_MS))
 }
 
-fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+/// The store under test beside its model, stepped through the same operations.
+struct Machine {
+    store: MemoryStore,
+    clock: Arc<ManualClock>,
+    model: Model,
+    /// The entry of each key's latest claim, to complete.
+    entries: HashMap<usize, IdempotencyEntry>,
+}
+
+impl Machine {
+    fn new() -> Self {
         let clock = Arc::new(ManualClock::new());
         let store = MemoryStore::builder()
             .shards(2)
             .clock(clock.clone())
             .build();
-        let mut model = Model::default();
-        let mut entries: HashMap<usize, IdempotencyEntry> = HashMap::new();
-        for (step, op) in ops.iter().enumerate() {
-            match *op {
-                Op::Claim { key: k, fp } => {
-                    let got = store.try_insert(&key(k), entry(fp)).await;
-                    match (model.live(k).cloned(), got) {
-                        (
-                            None,
-                            Ok(InsertResult::Claimed {
-                                fencing_token,
-                                entry: e,
-                            }),
-                        ) => {
-                            let previous = model.tokens.entry(k).or_default();
-                            if let Some(last) = previous.last() {
-                                prop_assert!(
-                                    fencing_token.counter() > last.counter(),
-                                    "step {step}: counter went down"
-                                );
-                            }
-                            previous.push(fencing_token);
-                            model.records.insert(
-                                k,
-                                ModelRecord {
-                                    fp,
-                                    token: fencing_token,
-                                    expires_at: model.now + LEASE_MS,
-                                    body: None,
-                                },
-                            );
-                            entries.insert(k, e);
-                        }
-                        (Some(r), Ok(InsertResult::Exists(existing))) => {
-                            prop_assert_eq!(
-                                existing.fingerprint(),
-                                Fingerprint::from_u128(r.fp.into())
-                            );
-                            match (r.body, existing) {
-                                (None, ExistingEntry::Processing(_)) => {}
-                                (Some(body), ExistingEntry::Completed(done)) => {
-                                    let got = done.response().map(|r| r.body().to_vec());
-                                    prop_assert_eq!(got, Some(vec![body]), "step {}", step);
-                                }
-                                (expected, got) => prop_assert!(
-                                    false,
-                                    "step {step}: model {expected:?}, store {got:?}"
-                                ),
-                            }
-                        }
-                        (expected, got) => {
-                            prop_assert!(false, "step {step}: model {expected:?}, store {got:?}");
-                        }
+        Self {
+            store,
+            clock,
+            model: Model::default(),
+            entries: HashMap::new(),
+        }
+    }
+
+    async fn apply(&mut self, step: usize, op: &Op) -> Result<(), TestCaseError> {
+        match *op {
+            Op::Claim { key: k, fp } => self.claim(step, k, fp).await,
+            Op::Complete {
+                key: k,
+                token,
+                body,
+            } => self.complete(step, k, token, body).await,
+            Op::Release { key: k, token } => {
+                let token = self.model.token(k, token);
+                let got = self.store.release(&key(k), token).await;
+                let expected = match self.model.current(k, token) {
+                    Some(r) if r.body.is_none() => {
+                        self.model.records.remove(&k);
+                        Ok(())
                     }
+                    _ => Err(()),
+                };
+                check(step, "release", expected, got)
+            }
+            Op::Renew {
+                key: k,
+                token,
+                lease_ms,
+            } => self.renew(step, k, token, lease_ms).await,
+            Op::Get { key: k } => self.get(step, k).await,
+            Op::Advance { ms } => {
+                self.clock.advance(Duration::from_millis(ms));
+                self.model.now += ms;
+                Ok(())
+            }
+        }
+    }
+
+    async fn claim(&mut self, step: usize, k: usize, fp: u8) -> Result<(), TestCaseError> {
+        let got = self.store.try_insert(&key(k), entry(fp)).await;
+        match (self.model.live(k).cloned(), got) {
+            (
+                None,
+                Ok(InsertResult::Claimed {
+                    fencing_token,
+                    entry: e,
+                }),
+            ) => {
+                let previous = self.model.tokens.entry(k).or_default();
+                if let Some(last) = previous.last() {
+                    prop_assert!(
+                        fencing_token.counter() > last.counter(),
+                        "step {step}: counter went down"
+                    );
                 }
-                Op::Complete {
-                    key: k,
-                    token,
-                    body,
-                } => {
-                    let token = model.token(k, token);
-                    let e = entries.get(&k).cloned().unwrap_or_else(|| entry(0));
-                    let got = store
-                        .complete(&key(k), e.complete(CachedResponse::from(vec![body])), token)
-                        .await;
-                    let now = model.now;
-                    let expected = match model.current(k, token) {
-                        Some(r) => {
-                            if r.body.is_none() {
-                                r.body = Some(body);
-                                r.expires_at = now + TTL_MS;
-                            }
-                            Ok(())
-                        }
-                        None => Err(()),
-                    };
-                    check(step, "complete", expected, got)?;
-                }
-                Op::Release { key: k, token } => {
-                    let token = model.token(k, token);
-                    let got = store.release(&key(k), token).await;
-                    let expected = match model.current(k, token) {
-                        Some(r) if r.body.is_none() => {
-                            model.records.remove(&k);
-                            Ok(())
-                        }
-                        _ => Err(()),
-                    };
-                    check(step, "release", expected, got)?;
-                }
-                Op::Renew {
-                    key: k,
-                    token,
-                    lease_ms,
-                } => {
-                    let token = model.token(k, token);
-                    let got = store
-                        .renew(&key(k), token, Duration::from_millis(lease_ms))
-                        .await;
-                    let now = model.now;
-                    let expected = match model.current(k, token) {
-                        Some(r) if r.body.is_none() => {
-                            r.expires_at = now + lease_ms;
-                            Ok(())
-                        }
-                        _ => Err(()),
-                    };
-                    check(step, "renew", expected, got)?;
-                }
-                Op::Get { key: k } => {
-                    let got = store
-                        .get(&key(k))
-                        .await
-                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    let expected = model.live(k).map(|r| r.body);
-                    let got = got.map(|existing| match existing {
-                        ExistingEntry::Processing(_) => None,
-                        ExistingEntry::Completed(done) => {
-                            done.response().and_then(|r| r.body().first().copied())
-                        }
-                    });
-                    prop_assert_eq!(expected, got, "step {}: get", step);
-                }
-                Op::Advance { ms } => {
-                    clock.advance(Duration::from_millis(ms));
-                    model.now += ms;
+                previous.push(fencing_token);
+                let expires_at = self.model.now + LEASE_MS;
+                self.model.records.insert(
+                    k,
+                    ModelRecord {
+                        fp,
+                        token: fencing_token,
+                        expires_at,
+                        body: None,
+                    },
+                );
+                self.entries.insert(k, e);
+                Ok(())
+            }
+            (Some(r), Ok(InsertResult::Exists(existing))) => {
+                prop_assert_eq!(existing.fingerprint(), Fingerprint::from_u128(r.fp.into()));
+                match (r.body, existing) {
+                    (None, ExistingEntry::Processing(_)) => Ok(()),
+                    (Some(body), ExistingEntry::Completed(done)) => {
+                        let got = done.response().map(|r| r.body().to_vec());
+                        prop_assert_eq!(got, Some(vec![body]), "step {}", step);
+                        Ok(())
+                    }
+                    (expected, got) => Err(TestCaseError::fail(format!(
+                        "step {step}: model {expected:?}, store {got:?}"
+                    ))),
                 }
             }
+            (expected, got) => Err(TestCaseError::fail(format!(
+                "step {step}: model {expected:?}, store {got:?}"
+            ))),
+        }
+    }
+
+    async fn complete(
+        &mut self,
+        step: usize,
+        k: usize,
+        token: usize,
+        body: u8,
+    ) -> Result<(), TestCaseError> {
+        let token = self.model.token(k, token);
+        let e = self.entries.get(&k).cloned().unwrap_or_else(|| entry(0));
+        let got = self
+            .store
+            .complete(&key(k), e.complete(CachedResponse::from(vec![body])), token)
+            .await;
+        let now = self.model.now;
+        let expected = match self.model.current(k, token) {
+            Some(r) => {
+                if r.body.is_none() {
+                    r.body = Some(body);
+                    r.expires_at = now + TTL_MS;
+                }
+                Ok(())
+            }
+            None => Err(()),
+        };
+        check(step, "complete", expected, got)
+    }
+
+    async fn renew(
+        &mut self,
+        step: usize,
+        k: usize,
+        token: usize,
+        lease_ms: u64,
+    ) -> Result<(), TestCaseError> {
+        let token = self.model.token(k, token);
+        let got = self
+            .store
+            .renew(&key(k), token, Duration::from_millis(lease_ms))
+            .await;
+        let now = self.model.now;
+        let expected = match self.model.current(k, token) {
+            Some(r) if r.body.is_none() => {
+                r.expires_at = now + lease_ms;
+                Ok(())
+            }
+            _ => Err(()),
+        };
+        check(step, "renew", expected, got)
+    }
+
+    async fn get(&mut self, step: usize, k: usize) -> Result<(), TestCaseError> {
+        let got = self
+            .store
+            .get(&key(k))
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let expected = self.model.live(k).map(|r| r.body);
+        let got = got.map(|existing| match existing {
+            ExistingEntry::Processing(_) => None,
+            ExistingEntry::Completed(done) => {
+                done.response().and_then(|r| r.body().first().copied())
+            }
+        });
+        prop_assert_eq!(expected, got, "step {}: get", step);
+        Ok(())
+    }
+}
+
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut machine = Machine::new();
+        for (step, op) in ops.iter().enumerate() {
+            machine.apply(step, op).await?;
         }
         Ok(())
     })

@@ -168,6 +168,40 @@ fn expected(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
+/// How many store calls of `store` the latency histogram holds.
+fn store_calls_timed(metrics: &Metrics, store: &str) -> u64 {
+    metrics
+        .iter()
+        .filter(|((name, labels), _)| {
+            name == "idempotent_store_seconds"
+                && labels.contains(&("store".to_owned(), store.to_owned()))
+        })
+        .map(|(_, v)| match v {
+            DebugValue::Histogram(xs) => xs.len() as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The `op` of every store-call span under an execution of `operation`, in order.
+fn store_children(operation: &str) -> Vec<String> {
+    observed()
+        .spans
+        .lock()
+        .expect("spans")
+        .iter()
+        .filter(|c| {
+            c.name == "idempotent.store"
+                && c.parent
+                    .as_ref()
+                    .and_then(|p| p.get("operation"))
+                    .map(String::as_str)
+                    == Some(operation)
+        })
+        .map(|c| c.fields.get("op").cloned().unwrap_or_default())
+        .collect()
+}
+
 #[idempotent(key = key, store = store, name = "obs.charge")]
 async fn charge(store: &MemoryStore, key: &str, cents: u64) -> Result<u64, Error> {
     Ok(cents)
@@ -200,18 +234,11 @@ async fn first_call_replay_mismatch_and_rejected_key() {
             ("rejected_key", 1)
         ])
     );
-    let store_calls: u64 = metrics
-        .iter()
-        .filter(|((name, labels), _)| {
-            name == "idempotent_store_seconds"
-                && labels.contains(&("store".to_owned(), "memory".to_owned()))
-        })
-        .map(|(_, v)| match v {
-            DebugValue::Histogram(xs) => xs.len() as u64,
-            _ => 0,
-        })
-        .sum();
-    assert_eq!(store_calls, 4, "3 claims and 1 completion were timed");
+    assert_eq!(
+        store_calls_timed(&metrics, "memory"),
+        4,
+        "3 claims and 1 completion were timed"
+    );
 
     let spans = span_outcomes("obs.charge");
     assert_eq!(
@@ -241,23 +268,8 @@ async fn first_call_replay_mismatch_and_rejected_key() {
             "the client's key leaked into {span:?}"
         );
     }
-    let children: Vec<_> = observed()
-        .spans
-        .lock()
-        .expect("spans")
-        .iter()
-        .filter(|c| {
-            c.name == "idempotent.store"
-                && c.parent
-                    .as_ref()
-                    .and_then(|p| p.get("operation"))
-                    .map(String::as_str)
-                    == Some("obs.charge")
-        })
-        .map(|c| c.fields.get("op").cloned().unwrap_or_default())
-        .collect();
     assert_eq!(
-        children,
+        store_children("obs.charge"),
         ["try_insert", "complete", "try_insert", "try_insert"]
     );
 }

@@ -3,17 +3,15 @@
 //! script flush, garbage records, a full server, invalid arguments — each with an exact count of
 //! side effects.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use idempotent_runtime::conformance::{self, Harness};
 use idempotent_runtime::{
-    CachedResponse, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry,
-    IdempotencyKey, IdempotencyStore, Idempotent, InsertResult, ValkeyStore, storage_key,
+    Error, Fingerprint, IdempotencyEntry, IdempotencyStore, InsertResult, ValkeyStore, storage_key,
 };
 use idempotent_tests::redis_server::{RedisCluster, RedisServer};
-use tokio::sync::Notify;
+use idempotent_tests::valkey::{charge, connect, entry, key, raw_record};
 
 struct Server {
     store: ValkeyStore,
@@ -38,22 +36,6 @@ async fn run_conformance(store: ValkeyStore) {
             panic!("conformance check `{name}` failed: {message}");
         }
     }
-}
-
-fn key(text: &str) -> IdempotencyKey {
-    IdempotencyKey::new(text).expect("valid test key")
-}
-
-fn entry(n: u128) -> IdempotencyEntry {
-    IdempotencyEntry::new(Fingerprint::from_u128(n))
-        .with_lease(Duration::from_secs(5))
-        .with_ttl(Duration::from_mins(1))
-}
-
-async fn connect(server: &RedisServer) -> ValkeyStore {
-    ValkeyStore::connect(&server.url())
-        .await
-        .expect("connect to the test server")
 }
 
 #[tokio::test]
@@ -184,371 +166,22 @@ async fn unreachable_server_fails_to_connect_in_time() {
     assert!(invalid.to_string().contains("invalid URL"), "{invalid}");
 }
 
-/// Runs `op` once for `k` through the protocol, counting executions in `count`.
-async fn charge(
-    store: &ValkeyStore,
-    k: &IdempotencyKey,
-    count: &AtomicUsize,
-) -> Result<String, Error> {
-    Idempotent::new("valkey.charge")
-        .store(store)
-        .run(k, &"order-1", async {
-            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            Ok::<_, Error>(format!("charge #{n}"))
-        })
-        .await
-}
-
-#[tokio::test]
-async fn killed_server_fails_closed_and_works_again_after_restart() {
-    let mut server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(500))
-        .connect()
-        .await
-        .expect("connect");
-    let count = AtomicUsize::new(0);
-    let k = key("killed");
-
-    server.kill();
-    let err = charge(&store, &k, &count)
-        .await
-        .expect_err("server is gone");
-    assert!(matches!(err, Error::StoreUnavailable(_)), "{err:?}");
-    assert_eq!(count.load(Ordering::SeqCst), 0, "ran without a claim");
-
-    server.restart();
-    let mut first = None;
-    for _ in 0..50 {
-        match charge(&store, &k, &count).await {
-            Ok(v) => {
-                first = Some(v);
-                break;
-            }
-            Err(Error::StoreUnavailable(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(other) => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(
-        first.as_deref(),
-        Some("charge #1"),
-        "reconnected after restart"
-    );
-    assert_eq!(
-        charge(&store, &k, &count).await.ok().as_deref(),
-        Some("charge #1")
-    );
-    assert_eq!(count.load(Ordering::SeqCst), 1);
-}
-
-#[tokio::test]
-async fn killed_mid_request_the_handler_result_is_returned_and_the_retry_is_protected() {
-    let mut server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(300))
-        .connect()
-        .await
-        .expect("connect");
-    let count = Arc::new(AtomicUsize::new(0));
-    let (started, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let k = key("mid-request");
-    let first = tokio::spawn({
-        let (store, k, count, started, go) = (
-            store.clone(),
-            k.clone(),
-            count.clone(),
-            started.clone(),
-            go.clone(),
-        );
-        async move {
-            Idempotent::new("valkey.mid")
-                .store(&store)
-                .run(&k, &1, async {
-                    started.notify_one();
-                    go.notified().await;
-                    count.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, Error>("done".to_owned())
-                })
-                .await
-        }
-    });
-    started.notified().await;
-    server.kill();
-    go.notify_one();
-    // The side effect happened; completion cannot be stored, so the caller still gets the
-    // result (it is true) and the claim is lost with the server's memory.
-    assert_eq!(first.await.expect("task").ok().as_deref(), Some("done"));
-    assert_eq!(count.load(Ordering::SeqCst), 1);
-    // While the server is down nothing runs.
-    let err = Idempotent::new("valkey.mid")
-        .store(&store)
-        .run(&k, &1, async {
-            count.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, Error>("again".to_owned())
-        })
-        .await
-        .expect_err("down");
-    assert!(matches!(err, Error::StoreUnavailable(_)), "{err:?}");
-    assert_eq!(count.load(Ordering::SeqCst), 1, "ran without a claim");
-}
-
-#[tokio::test]
-async fn paused_server_past_the_lease_the_winner_result_stands() {
-    let server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .expect("connect");
-    let k = key("paused");
-    let lease = Duration::from_millis(600);
-    let count = Arc::new(AtomicUsize::new(0));
-    let (started, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let zombie = tokio::spawn({
-        let (store, k, count, started, go) = (
-            store.clone(),
-            k.clone(),
-            count.clone(),
-            started.clone(),
-            go.clone(),
-        );
-        async move {
-            Idempotent::new("valkey.paused")
-                .store(&store)
-                .lease(lease)
-                .run(&k, &1, async {
-                    count.fetch_add(1, Ordering::SeqCst);
-                    started.notify_one();
-                    go.notified().await;
-                    Ok::<_, Error>("zombie".to_owned())
-                })
-                .await
-        }
-    });
-    started.notified().await;
-    server.pause();
-    tokio::time::sleep(lease * 3).await; // the server's clock runs on: the lease lapses
-    server.resume();
-    tokio::time::sleep(Duration::from_millis(100)).await; // the queued renewal is refused
-
-    let winner = Idempotent::new("valkey.paused")
-        .store(&store)
-        .lease(lease)
-        .run(&k, &1, async {
-            count.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, Error>("winner".to_owned())
-        })
-        .await;
-    assert_eq!(
-        winner.ok().as_deref(),
-        Some("winner"),
-        "the retry reclaimed"
-    );
-    go.notify_one();
-    // The zombie's completion is stale; its caller gets the winner's stored answer, the same
-    // as every other retry (contract point 8).
-    let late = zombie.await.expect("task");
-    assert_eq!(late.ok().as_deref(), Some("winner"));
-    // Documented: a holder paused past its lease runs twice; fencing keeps the winner's result.
-    assert_eq!(count.load(Ordering::SeqCst), 2);
-    let replay = Idempotent::new("valkey.paused")
-        .store(&store)
-        .run(&k, &1, async { Ok::<_, Error>("never".to_owned()) })
-        .await;
-    assert_eq!(replay.ok().as_deref(), Some("winner"));
-}
-
-#[tokio::test]
-async fn script_flush_is_survived_by_reloading() {
-    let server = RedisServer::start();
-    let store = connect(&server).await;
-    let count = AtomicUsize::new(0);
-    assert_eq!(
-        charge(&store, &key("flush-1"), &count)
-            .await
-            .ok()
-            .as_deref(),
-        Some("charge #1")
-    );
-    let () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query(&mut server.client())
-        .expect("SCRIPT FLUSH");
-    assert_eq!(
-        charge(&store, &key("flush-2"), &count)
-            .await
-            .ok()
-            .as_deref(),
-        Some("charge #2")
-    );
-    assert_eq!(
-        charge(&store, &key("flush-1"), &count)
-            .await
-            .ok()
-            .as_deref(),
-        Some("charge #1")
-    );
-    assert_eq!(count.load(Ordering::SeqCst), 2);
-}
-
-/// A record in the store's format (claim.lua): version, state, fingerprint, nonce, counter,
-/// rest.
-fn raw_record(version: u8, state: u8, rest: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![version, state];
-    bytes.extend_from_slice(&[0; 16]); // fingerprint
-    bytes.extend_from_slice(&[0xab; 16]); // nonce
-    bytes.extend_from_slice(&1000u64.to_be_bytes()); // counter
-    bytes.extend_from_slice(rest);
-    bytes
-}
-
-#[tokio::test]
-async fn garbage_records_are_corrupt_never_absent() {
-    let server = RedisServer::start();
-    let store = connect(&server).await;
-    let mut client = server.client();
-    let cases: [(&str, Vec<u8>); 6] = [
-        ("unknown version", raw_record(9, b'c', &[])),
-        ("unknown state", raw_record(2, b'z', &[])),
-        ("truncated header", raw_record(2, b'p', &[])[..20].to_vec()),
-        ("truncated response", raw_record(2, b'c', &[0, 200, 0])),
-        ("trailing bytes", raw_record(2, b'p', b"junk")),
-        ("not ours at all", b"hello world".to_vec()),
-    ];
-    for (i, (what, bytes)) in cases.iter().enumerate() {
-        let k = key(&format!("garbage-{i}"));
-        let record = store.record_key(&k);
-        let () = redis::cmd("SET")
-            .arg(&record)
-            .arg(bytes.as_slice())
-            .query(&mut client)
-            .expect("SET garbage");
-        let claim = store.try_insert(&k, entry(1)).await;
-        assert!(
-            matches!(claim, Err(Error::Corrupt(_))),
-            "{what}: claim gave {claim:?}"
-        );
-        let get = store.get(&k).await;
-        assert!(
-            matches!(get, Err(Error::Corrupt(_))),
-            "{what}: get gave {get:?}"
-        );
-        let made_up = FencingToken::new(1, 0);
-        for (step, result) in [
-            ("release", store.release(&k, made_up).await),
-            (
-                "renew",
-                store.renew(&k, made_up, Duration::from_secs(1)).await,
-            ),
-        ] {
-            assert!(
-                matches!(result, Err(Error::Corrupt(_) | Error::StaleFencingToken)),
-                "{what}: {step} gave {result:?}"
-            );
-        }
-        let after: Vec<u8> = redis::cmd("GET")
-            .arg(&record)
-            .query(&mut client)
-            .expect("GET");
-        assert_eq!(&after, bytes, "{what}: the record was changed");
-    }
-    // Another kind of value under the record key.
-    let k = key("garbage-hash");
-    let _: i64 = redis::cmd("HSET")
-        .arg(store.record_key(&k))
-        .arg("field")
-        .arg("value")
-        .query(&mut client)
-        .expect("HSET");
-    let claim = store.try_insert(&k, entry(1)).await;
-    assert!(
-        matches!(&claim, Err(Error::Corrupt(m)) if m.contains("another kind of value")),
-        "{claim:?}"
-    );
-    // Through the protocol (which stores under the hashed operation, scope and key): the
-    // handler never runs on a corrupt record.
-    let stored = storage_key("valkey.charge", None, &k);
-    let () = redis::cmd("SET")
-        .arg(store.record_key(&stored))
-        .arg(raw_record(7, b'c', &[]))
-        .query(&mut client)
-        .expect("SET");
-    let count = AtomicUsize::new(0);
-    let err = charge(&store, &k, &count).await.expect_err("corrupt");
-    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
-    assert_eq!(count.load(Ordering::SeqCst), 0);
-}
-
-#[tokio::test]
-async fn a_full_server_refuses_cleanly_and_writes_nothing_half() {
-    let server = RedisServer::start();
-    let store = connect(&server).await;
-    let mut client = server.client();
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query(&mut client)
-        .expect("INFO");
-    let used: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory");
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(used + 512 * 1024)
-        .query(&mut client)
-        .expect("CONFIG SET maxmemory");
-    let body = vec![b'x'; 16 * 1024];
-    let mut refused = None;
-    for i in 0..1_000 {
-        let k = key(&format!("full-{i}"));
-        let claim = match store.try_insert(&k, entry(1)).await {
-            Ok(InsertResult::Claimed {
-                fencing_token,
-                entry,
-            }) => (fencing_token, entry),
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(e) => {
-                refused = Some(("claim", k, e));
-                break;
-            }
-        };
-        let (token, claimed) = claim;
-        if let Err(e) = store
-            .complete(
-                &k,
-                claimed.complete(CachedResponse::new(200, body.clone())),
-                token,
-            )
-            .await
-        {
-            refused = Some(("complete", k, e));
-            break;
-        }
-    }
-    let (step, k, err) = refused.expect("the server filled up");
-    assert!(
-        matches!(&err, Error::StoreUnavailable(_)) && err.to_string().contains("out of memory"),
-        "{step}: {err}"
-    );
-    // Nothing half-written: a refused claim left no record; a refused completion left the claim.
-    match (step, store.get(&k).await.expect("get")) {
-        ("claim", None) | ("complete", Some(ExistingEntry::Processing(_))) => {}
-        (step, other) => panic!("{step} refused but the record is {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn scripts_validate_their_arguments_before_writing() {
     let server = RedisServer::start();
     let mut client = server.client();
-    let claim = include_str!("../../idempotent-runtime/src/store/valkey/claim.lua");
-    let renew = include_str!("../../idempotent-runtime/src/store/valkey/renew.lua");
-    let complete = include_str!("../../idempotent-runtime/src/store/valkey/complete.lua");
+    // Each writing script is the shared prelude, then its body (as the store builds them).
+    macro_rules! script {
+        ($file:literal) => {
+            concat!(
+                include_str!("../../idempotent-runtime/src/store/valkey/prelude.lua"),
+                include_str!(concat!("../../idempotent-runtime/src/store/valkey/", $file))
+            )
+        };
+    }
+    let claim = script!("claim.lua");
+    let renew = script!("renew.lua");
+    let complete = script!("complete.lua");
     let eval = |script: &str, args: &[&[u8]]| -> String {
         let mut command = redis::cmd("EVAL");
         command.arg(script).arg(1).arg("k");
@@ -639,36 +272,4 @@ async fn leases_run_on_the_server_clock() {
     };
     assert!(second.counter() > first.counter());
     assert_ne!(second.nonce(), first.nonce());
-}
-
-/// Contract point 4: the claim's reply is lost (the server paused past the response timeout),
-/// so the caller gets 503 — and the claim lands when the server resumes. The runtime knows the
-/// nonce it sent: it re-sends that claim and releases it, so a retry one second after the
-/// server resumes runs, once.
-#[tokio::test]
-async fn a_claim_whose_reply_was_lost_does_not_block_the_key() {
-    let server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(300))
-        .connect()
-        .await
-        .expect("connect");
-    let count = AtomicUsize::new(0);
-    // The scripts are loaded (a claim sent before that would come back NOSCRIPT, no ghost).
-    let warm = charge(&store, &key("warm-up"), &count).await;
-    assert_eq!(warm.ok().as_deref(), Some("charge #1"));
-    let k = key("ghost");
-    server.pause();
-    let lost = charge(&store, &k, &count).await.expect_err("no reply");
-    assert!(
-        lost.may_have_applied(),
-        "a timeout may have applied: {lost:?}"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    server.resume();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let retry = charge(&store, &k, &count).await;
-    assert_eq!(retry.ok().as_deref(), Some("charge #2"), "the retry ran");
-    assert_eq!(count.load(Ordering::SeqCst), 2);
 }

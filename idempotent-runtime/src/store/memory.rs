@@ -13,18 +13,23 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
 
+mod builder;
+
+pub use builder::MemoryStoreBuilder;
+
+use crate::store::lifetimes;
 use crate::store::{
     CompletedRecord, ExistingEntry, IdempotencyStore, InsertResult, ProcessingRecord,
 };
 use crate::sync::{AtomicUsize, Mutex, MutexGuard};
 use crate::{
     CachedResponse, Clock, Completed, Error, FencingToken, Fingerprint, IdempotencyEntry,
-    IdempotencyKey, Processing, SystemClock, check_duration,
+    IdempotencyKey, Processing,
 };
 
 /// How many records each call looks at for expiry, on the shard it touches.
@@ -60,16 +65,6 @@ const SWEEP_PER_CALL: usize = 2;
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
-}
-
-/// Configures a [`MemoryStore`]; from [`MemoryStore::builder`].
-#[derive(Debug)]
-#[must_use]
-pub struct MemoryStoreBuilder {
-    shards: usize,
-    max_entries: usize,
-    max_bytes: usize,
-    clock: Arc<dyn Clock>,
 }
 
 struct Inner {
@@ -150,12 +145,7 @@ impl MemoryStore {
 
     /// Configures a store: shards, capacity bounds, clock.
     pub fn builder() -> MemoryStoreBuilder {
-        MemoryStoreBuilder {
-            shards: 128,
-            max_entries: usize::MAX,
-            max_bytes: usize::MAX,
-            clock: Arc::new(SystemClock::new()),
-        }
+        MemoryStoreBuilder::new()
     }
 
     /// The number of records held, live or expired but not yet swept.
@@ -218,8 +208,7 @@ impl MemoryStore {
         key: &IdempotencyKey,
         entry: IdempotencyEntry<Processing>,
     ) -> Result<InsertResult, Error> {
-        check_duration("ttl", entry.ttl())?;
-        check_duration("lease", entry.lease())?;
+        let (_, lease) = lifetimes::claim(&entry)?;
         let mut swept = false;
         loop {
             let now = self.inner.now();
@@ -227,7 +216,6 @@ impl MemoryStore {
             self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
             let counter = shard.counter + 1;
             let token = FencingToken::new(counter, entry.claim_nonce());
-            let lease = millis(entry.lease());
             let fresh = Record {
                 fingerprint: entry.fingerprint(),
                 token,
@@ -281,18 +269,17 @@ impl MemoryStore {
         entry: IdempotencyEntry<Completed>,
         token: FencingToken,
     ) -> Result<(), Error> {
-        check_duration("ttl", entry.ttl())?;
+        let ttl = lifetimes::completion(&entry)?;
         let now = self.inner.now();
         let mut shard = self.shard(key);
         self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
-        let record = current_claim(&mut shard, key, token, now)?;
+        let record = held_record(&mut shard, key, token, now)?;
         if record.fingerprint != entry.fingerprint() {
             return Err(Error::FingerprintMismatch); // not this claim's request
         }
         if record.is_completed() {
             return Ok(()); // the same claim completed twice: the first result stands
         }
-        let ttl = millis(entry.ttl());
         let response = entry.into_response();
         let added = response.as_ref().map_or(0, CachedResponse::size);
         self.inner.reserve(0, added)?;
@@ -305,7 +292,7 @@ impl MemoryStore {
     fn release_sync(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
         let now = self.inner.now();
         let mut shard = self.shard(key);
-        let record = current_claim(&mut shard, key, token, now)?;
+        let record = held_record(&mut shard, key, token, now)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // a completed record is never released
         }
@@ -323,14 +310,14 @@ impl MemoryStore {
         token: FencingToken,
         lease: Duration,
     ) -> Result<(), Error> {
-        check_duration("lease", lease)?;
+        let lease = lifetimes::lease(lease)?;
         let now = self.inner.now();
         let mut shard = self.shard(key);
-        let record = current_claim(&mut shard, key, token, now)?;
+        let record = held_record(&mut shard, key, token, now)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // only an in-flight claim has a lease
         }
-        record.expires_at = now.saturating_add(millis(lease));
+        record.expires_at = now.saturating_add(lease);
         Ok(())
     }
 
@@ -346,7 +333,7 @@ impl MemoryStore {
 }
 
 /// The live record of `key` if `token` names its claim.
-fn current_claim<'a>(
+fn held_record<'a>(
     shard: &'a mut Shard,
     key: &IdempotencyKey,
     token: FencingToken,
@@ -358,13 +345,9 @@ fn current_claim<'a>(
     }
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Inner {
     fn now(&self) -> u64 {
-        millis(self.clock.now())
+        lifetimes::millis(self.clock.now())
     }
 
     /// Takes `entries` and `bytes` from the capacity budget, or refuses and takes nothing.
@@ -422,73 +405,6 @@ impl Inner {
                 }
                 None => shard.cursor += 1,
             }
-        }
-    }
-}
-
-impl MemoryStoreBuilder {
-    /// The number of shards (rounded up to at least 1). Default 128.
-    pub fn shards(mut self, shards: usize) -> Self {
-        self.shards = shards.max(1);
-        self
-    }
-
-    /// The most records the store holds; a claim past it is refused. Default: unbounded.
-    pub fn max_entries(mut self, max_entries: usize) -> Self {
-        self.max_entries = max_entries;
-        self
-    }
-
-    /// The most payload bytes (keys, result bodies and metadata) the store holds; a claim or
-    /// completion past it is refused. Default: unbounded.
-    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
-        self.max_bytes = max_bytes;
-        self
-    }
-
-    /// The clock that leases and TTLs are measured on. Default: [`SystemClock`].
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use idempotent_runtime::{ManualClock, MemoryStore};
-    ///
-    /// let clock = Arc::new(ManualClock::new());
-    /// let store = MemoryStore::builder().clock(clock.clone()).build();
-    /// ```
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Builds the store.
-    #[must_use]
-    pub fn build(self) -> MemoryStore {
-        // Counters start at the wall clock in microseconds, so a restarted process keeps
-        // issuing larger fencing tokens than the one before it (unless it issued more than one
-        // claim per microsecond per shard).
-        let start = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
-        let shards = (0..self.shards)
-            .map(|_| {
-                Padded(Mutex::new(Shard {
-                    records: IndexMap::with_hasher(foldhash::quality::RandomState::default()),
-                    counter: start,
-                    cursor: 0,
-                    earliest_expiry: u64::MAX,
-                }))
-            })
-            .collect();
-        MemoryStore {
-            inner: Arc::new(Inner {
-                shards,
-                hasher: foldhash::quality::RandomState::default(),
-                clock: self.clock,
-                max_entries: self.max_entries,
-                max_bytes: self.max_bytes,
-                entries: AtomicUsize::new(0),
-                bytes: AtomicUsize::new(0),
-            }),
         }
     }
 }

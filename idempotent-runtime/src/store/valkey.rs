@@ -50,32 +50,52 @@
 //! # }
 //! ```
 
+mod connect;
 mod format;
+
+pub use connect::ValkeyStoreBuilder;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use sha2::{Digest, Sha256};
 
 use crate::hex::push_hex;
-use crate::store::ReplyLost;
+use crate::store::{ReplyLost, lifetimes};
 use crate::{
     Completed, Error, ExistingEntry, FencingToken, IdempotencyEntry, IdempotencyKey,
-    IdempotencyStore, InsertResult, Processing, check_duration,
+    IdempotencyStore, InsertResult, Processing,
 };
 use format::{State, decode_record, encode_record};
 
-static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("valkey/claim.lua")));
-static COMPLETE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("valkey/complete.lua")));
-static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("valkey/release.lua")));
-static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("valkey/renew.lua")));
-static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("valkey/get.lua")));
+/// A script that writes: the `#!lua` shebang (so a full `noeviction` server refuses it before
+/// it runs), the shared prelude, then its body — put together at build time.
+macro_rules! writing_script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                "#!lua\n",
+                include_str!("valkey/prelude.lua"),
+                include_str!($file)
+            ))
+        })
+    };
+}
+
+static CLAIM: LazyLock<Script> = writing_script!("valkey/claim.lua");
+static COMPLETE: LazyLock<Script> = writing_script!("valkey/complete.lua");
+static RELEASE: LazyLock<Script> = writing_script!("valkey/release.lua");
+static RENEW: LazyLock<Script> = writing_script!("valkey/renew.lua");
+static GET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "#!lua flags=no-writes\n",
+        include_str!("valkey/get.lua")
+    ))
+});
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "idempotent:";
@@ -114,129 +134,6 @@ impl std::fmt::Debug for ValkeyStore {
     }
 }
 
-/// Configures and connects a [`ValkeyStore`]. From [`ValkeyStore::builder`].
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct ValkeyStoreBuilder {
-    nodes: Vec<String>,
-    cluster: bool,
-    prefix: String,
-    timeout: Duration,
-    allow_eviction: bool,
-    root_certificate: Option<Vec<u8>>,
-}
-
-impl ValkeyStoreBuilder {
-    /// A standalone server (or a proxy). `redis://[user:password@]host:port[/db]`; `rediss://`
-    /// for TLS.
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.nodes = vec![url.into()];
-        self.cluster = false;
-        self
-    }
-
-    /// A Redis Cluster, reached through any of these nodes (same URL forms as [`Self::url`]).
-    pub fn cluster<I, S>(mut self, nodes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.nodes = nodes.into_iter().map(Into::into).collect();
-        self.cluster = true;
-        self
-    }
-
-    /// The prefix of every key the store writes. Default [`DEFAULT_PREFIX`].
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The timeout of connecting and of every call. Default [`DEFAULT_TIMEOUT`]. A call that
-    /// times out is [`Error::StoreUnavailable`].
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Trusts this CA certificate (PEM) for `rediss://` instead of the public web roots: for
-    /// servers whose certificate a private CA signed.
-    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_certificate = Some(pem.into());
-        self
-    }
-
-    /// Connects even when the server's `maxmemory-policy` may evict keys, or cannot be read
-    /// (`CONFIG` disabled). Eviction can delete a live claim or result and let a retry run the
-    /// side effect twice: opt in only if the server never reaches `maxmemory`.
-    pub fn allow_eviction(mut self) -> Self {
-        self.allow_eviction = true;
-        self
-    }
-
-    /// Connects and checks the server.
-    ///
-    /// # Errors
-    /// [`Error::StoreUnavailable`] when a URL is invalid, the server cannot be reached in time,
-    /// authentication fails, or its eviction policy may evict keys.
-    pub async fn connect(self) -> Result<ValkeyStore, Error> {
-        if self.nodes.is_empty() {
-            return Err(unavailable("no server URL given"));
-        }
-        if self.nodes.iter().any(|n| n.starts_with("rediss://")) {
-            // TLS needs a process-wide crypto provider; keep one the application installed.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let connection = tokio::time::timeout(self.timeout, self.open())
-            .await
-            .map_err(|_| unavailable(format!("could not connect within {:?}", self.timeout)))??;
-        let store = ValkeyStore {
-            connection,
-            prefix: self.prefix.into(),
-            timeout: self.timeout,
-        };
-        if !self.allow_eviction {
-            store.check_eviction_policy().await?;
-        }
-        Ok(store)
-    }
-
-    async fn open(&self) -> Result<Connection, Error> {
-        let certificates = || redis::TlsCertificates {
-            client_tls: None,
-            root_cert: self.root_certificate.clone(),
-        };
-        if self.cluster {
-            let mut builder = redis::cluster::ClusterClientBuilder::new(self.nodes.clone())
-                .connection_timeout(self.timeout)
-                .response_timeout(self.timeout);
-            if self.root_certificate.is_some() {
-                builder = builder.certs(certificates());
-            }
-            let client = builder
-                .build()
-                .map_err(|e| unavailable(format!("invalid cluster configuration: {e}")))?;
-            let connection = client.get_async_connection().await.map_err(from_redis)?;
-            return Ok(Connection::Cluster(connection));
-        }
-        let url = self.nodes[0].as_str();
-        let client = match &self.root_certificate {
-            Some(_) => redis::Client::build_with_tls(url, certificates()),
-            None => redis::Client::open(url),
-        }
-        .map_err(|e| unavailable(format!("invalid URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(from_redis)?;
-        Ok(Connection::Single(manager))
-    }
-}
-
 impl ValkeyStore {
     /// Connects to a standalone server with the defaults: see [`ValkeyStoreBuilder::url`].
     ///
@@ -248,14 +145,7 @@ impl ValkeyStore {
 
     /// A builder: prefix, timeout, cluster, eviction opt-out.
     pub fn builder() -> ValkeyStoreBuilder {
-        ValkeyStoreBuilder {
-            nodes: Vec::new(),
-            cluster: false,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            allow_eviction: false,
-            root_certificate: None,
-        }
+        ValkeyStoreBuilder::new()
     }
 
     /// The server key a record lives under: the prefix, then a hash tag made of the first
@@ -278,33 +168,6 @@ impl ValkeyStore {
         push_hex(&mut out, &digest[..16]);
         out.push('}');
         out
-    }
-
-    async fn check_eviction_policy(&self) -> Result<(), Error> {
-        let mut command = redis::cmd("CONFIG");
-        command.arg("GET").arg("maxmemory-policy");
-        let reply = self.send(&command).await.map_err(|e| {
-                unavailable(format!(
-                    "cannot read `maxmemory-policy` ({e}); if CONFIG is disabled on this server and it never evicts, connect with `allow_eviction()`"
-                ))
-            })?;
-        let mut strings = Vec::new();
-        flatten(&reply, &mut strings);
-        let policies: Vec<&String> = strings
-            .iter()
-            .filter(|s| s.as_str() != "maxmemory-policy")
-            .collect();
-        if policies.is_empty() {
-            return Err(unavailable(
-                "the server did not report its `maxmemory-policy`; connect with `allow_eviction()` if it never evicts",
-            ));
-        }
-        if let Some(policy) = policies.iter().find(|p| p.as_str() != "noeviction") {
-            return Err(unavailable(format!(
-                "the server's maxmemory-policy is `{policy}`, which may evict idempotency records and let a retry run twice; set `maxmemory-policy noeviction`, or connect with `allow_eviction()` to accept the risk"
-            )));
-        }
-        Ok(())
     }
 
     /// Runs `script` on `key` with the arguments `args` adds: EVALSHA, and after a NOSCRIPT
@@ -380,23 +243,6 @@ fn status(reply: &Value) -> Result<(), Error> {
     }
 }
 
-fn flatten(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => out.push(s.clone()),
-        Value::Array(items) | Value::Set(items) => items.iter().for_each(|v| flatten(v, out)),
-        Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
-            flatten(k, out);
-            flatten(v, out);
-        }),
-        _ => {}
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A token as the scripts compare it: nonce, then counter, big-endian (the record's bytes
 /// 19..=42).
 fn token_bytes(token: FencingToken) -> [u8; 24] {
@@ -432,8 +278,7 @@ impl IdempotencyStore for ValkeyStore {
         key: &IdempotencyKey,
         entry: IdempotencyEntry<Processing>,
     ) -> Result<InsertResult, Error> {
-        check_duration("ttl", entry.ttl())?;
-        check_duration("lease", entry.lease())?;
+        let (_, lease) = lifetimes::claim(&entry)?;
         let nonce = entry.claim_nonce();
         // The counter is filled in by the script (server time).
         let value = encode_record(
@@ -444,7 +289,7 @@ impl IdempotencyStore for ValkeyStore {
         let record_key = self.record_key(key);
         let reply = self
             .invoke(&CLAIM, &record_key, |c| {
-                c.arg(value.as_slice()).arg(millis(entry.lease()));
+                c.arg(value.as_slice()).arg(lease);
             })
             .await?;
         let items = match reply {
@@ -478,14 +323,13 @@ impl IdempotencyStore for ValkeyStore {
         entry: IdempotencyEntry<Completed>,
         token: FencingToken,
     ) -> Result<(), Error> {
-        check_duration("ttl", entry.ttl())?;
+        let ttl = lifetimes::completion(&entry)?;
         let state = match entry.response() {
             Some(response) => State::Completed(response),
             None => State::NotReplayable,
         };
         let value = encode_record(entry.fingerprint(), token, state)?;
         let record_key = self.record_key(key);
-        let ttl = millis(entry.ttl());
         let reply = self
             .invoke(&COMPLETE, &record_key, |c| {
                 c.arg(ttl).arg(value.as_slice());
@@ -511,12 +355,12 @@ impl IdempotencyStore for ValkeyStore {
         token: FencingToken,
         lease: Duration,
     ) -> Result<(), Error> {
-        check_duration("lease", lease)?;
+        let lease = lifetimes::lease(lease)?;
         let record_key = self.record_key(key);
         let token = token_bytes(token);
         let reply = self
             .invoke(&RENEW, &record_key, |c| {
-                c.arg(token.as_slice()).arg(millis(lease));
+                c.arg(token.as_slice()).arg(lease);
             })
             .await?;
         status(&reply)
@@ -541,16 +385,10 @@ impl IdempotencyStore for ValkeyStore {
 
 #[cfg(test)]
 mod tests {
-    /// The scripts carry the largest accepted duration as a constant: it must be ours.
+    /// The prelude carries the largest accepted duration as a constant: it must be ours.
     #[test]
     fn scripts_know_the_largest_duration() {
-        let max = format!("local max = {}\n", crate::MAX_DURATION.as_millis());
-        for script in [
-            include_str!("valkey/claim.lua"),
-            include_str!("valkey/complete.lua"),
-            include_str!("valkey/renew.lua"),
-        ] {
-            assert!(script.contains(&max), "{script}");
-        }
+        let max = format!("local MAX_DURATION = {}\n", crate::MAX_DURATION.as_millis());
+        assert!(include_str!("valkey/prelude.lua").contains(&max));
     }
 }

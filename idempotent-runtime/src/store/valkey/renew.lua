@@ -1,20 +1,13 @@
-#!lua
 -- renew: extend the current claim's lease to ARGV[2] ms from now (server time).
--- KEYS[1]  the record (layout in claim.lua)
+-- KEYS[1]  the record
 -- ARGV[1]  the claim's token: nonce (16 bytes) and counter (8 bytes big-endian)
 -- ARGV[2]  lease in ms
 -- Returns  "ok" | "stale" | "corrupt" | error "IDEMPOTENT ..." (invalid lease; nothing written)
--- The largest TTL or lease accepted: 365 days in ms (MAX_DURATION; a Rust test pins it).
-local max = 31536000000
-local lease = tonumber(ARGV[2])
-if not lease or lease < 1 or lease > max or lease % 1 ~= 0 then
-  return redis.error_reply('IDEMPOTENT invalid lease')
-end
+local lease = duration(ARGV[2])
+if not lease then return redis.error_reply('IDEMPOTENT invalid lease') end
 local record = redis.call('GET', KEYS[1])
 if not record then return 'stale' end
-if #record < 42 or string.byte(record, 1) ~= 2 then return 'corrupt' end
-if string.sub(record, 19, 42) ~= ARGV[1] or string.sub(record, 2, 2) ~= 'p' then
-  return 'stale'
-end
+if not readable(record) then return 'corrupt' end
+if token(record) ~= ARGV[1] or state(record) ~= 'p' then return 'stale' end
 redis.call('PEXPIRE', KEYS[1], lease)
 return 'ok'

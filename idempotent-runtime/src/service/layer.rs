@@ -18,7 +18,7 @@ use tower_service::Service;
 
 use super::{HttpOptions, Problem, RequestHead};
 use crate::IdempotencyStore;
-use crate::execute::{Concurrency, DEFAULT_MAX_BODY};
+use crate::{Concurrency, DEFAULT_MAX_BODY};
 
 type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
@@ -29,7 +29,7 @@ type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///
 /// ```
 /// use axum::{Router, routing::post};
-/// use idempotent_runtime::{MemoryStore, http::IdempotencyLayer};
+/// use idempotent_runtime::{MemoryStore, service::IdempotencyLayer};
 ///
 /// let app: Router = Router::new()
 ///     .route("/payments", post(|| async { "charged" }))
@@ -42,8 +42,8 @@ type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 /// [`Self::scope`], a request whose scope is `None` is refused (400 `missing-scope`) unless
 /// [`Self::allow_unscoped`] says otherwise: unscoped requests would share one key space.
 #[derive(Clone)]
-pub struct IdempotencyLayer<S> {
-    store: S,
+pub struct IdempotencyLayer<St> {
+    store: St,
     options: Arc<HttpOptions>,
     max_request_body: usize,
     scope: Option<Arc<Scope>>,
@@ -55,7 +55,7 @@ fn success_or_redirect(status: http::StatusCode) -> bool {
     status.is_success() || status.is_redirection()
 }
 
-impl<S: fmt::Debug> fmt::Debug for IdempotencyLayer<S> {
+impl<St: fmt::Debug> fmt::Debug for IdempotencyLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdempotencyLayer")
             .field("store", &self.store)
@@ -67,10 +67,10 @@ impl<S: fmt::Debug> fmt::Debug for IdempotencyLayer<S> {
     }
 }
 
-impl<S: IdempotencyStore + Clone + 'static> IdempotencyLayer<S> {
+impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
     /// A layer on `store`: operation `"http"`, key from `Idempotency-Key` (required), the
     /// protocol defaults, request bodies up to 1 MiB.
-    pub fn new(store: S) -> Self {
+    pub fn new(store: St) -> Self {
         Self {
             store,
             options: Arc::new(
@@ -119,7 +119,7 @@ impl<S: IdempotencyStore + Clone + 'static> IdempotencyLayer<S> {
     /// after committing something (as `#[idempotent]` handlers, which extract first, do).
     ///
     /// ```
-    /// use idempotent_runtime::{MemoryStore, http::IdempotencyLayer};
+    /// use idempotent_runtime::{MemoryStore, service::IdempotencyLayer};
     ///
     /// // Also keep 409 Conflict, which this service's handlers return after a write.
     /// let layer = IdempotencyLayer::new(MemoryStore::new())
@@ -182,10 +182,10 @@ impl<S: IdempotencyStore + Clone + 'static> IdempotencyLayer<S> {
     }
 }
 
-impl<S: Clone, I> Layer<I> for IdempotencyLayer<S> {
-    type Service = IdempotencyService<S, I>;
+impl<S, St: Clone> Layer<S> for IdempotencyLayer<St> {
+    type Service = IdempotencyService<S, St>;
 
-    fn layer(&self, inner: I) -> Self::Service {
+    fn layer(&self, inner: S) -> Self::Service {
         IdempotencyService {
             layer: self.clone(),
             inner,
@@ -206,14 +206,15 @@ fn is_length_limit(error: &axum::Error) -> bool {
     false
 }
 
-/// The service of [`IdempotencyLayer`].
+/// The service of [`IdempotencyLayer`]: wraps the inner service `S` (tower's convention), with
+/// its store `St`.
 #[derive(Clone)]
-pub struct IdempotencyService<S, I> {
-    layer: IdempotencyLayer<S>,
-    inner: I,
+pub struct IdempotencyService<S, St> {
+    inner: S,
+    layer: IdempotencyLayer<St>,
 }
 
-impl<S: fmt::Debug, I> fmt::Debug for IdempotencyService<S, I> {
+impl<S, St: fmt::Debug> fmt::Debug for IdempotencyService<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdempotencyService")
             .field("layer", &self.layer)
@@ -221,11 +222,11 @@ impl<S: fmt::Debug, I> fmt::Debug for IdempotencyService<S, I> {
     }
 }
 
-impl<S, I> Service<Request<Body>> for IdempotencyService<S, I>
+impl<S, St> Service<Request<Body>> for IdempotencyService<S, St>
 where
-    S: IdempotencyStore + Clone + 'static,
-    I: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    I::Future: Send + 'static,
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    St: IdempotencyStore + Clone + 'static,
 {
     type Response = Response;
     type Error = Infallible;

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::Problem;
-use crate::codec::{Disposition, ResultCodec};
+use crate::protocol::codec::{Disposition, ResultCodec};
 use crate::{CachedResponse, Error};
 
 /// The header a replayed response carries.
@@ -30,7 +30,7 @@ const NOT_STORED: [&str; 11] = [
 
 /// A response whose body is in memory: what the protocol stores, replays and returns.
 #[derive(Debug)]
-pub struct Buffered {
+pub(crate) struct Buffered {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -99,7 +99,7 @@ impl From<Problem> for Buffered {
 /// `cache_errors`); otherwise the claim is released so a retry runs again. A response whose
 /// body broke is completed as done, not replayable.
 #[derive(Debug, Clone, Copy)]
-pub struct Http;
+pub(crate) struct Http;
 
 fn encode(response: &Buffered, max_body: usize) -> Disposition {
     match response.keep {

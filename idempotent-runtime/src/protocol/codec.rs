@@ -64,25 +64,48 @@ fn decode_json<V: DeserializeOwned>(response: &CachedResponse) -> Result<V, Erro
         .map_err(|e| Error::Corrupt(format!("stored result does not decode: {e}")))
 }
 
+/// `Ok` values through `serde_json`; what an `Err` becomes is the codec's `err` (release, or
+/// store it too).
+fn encode_result<T: Serialize, E>(
+    result: &Result<T, E>,
+    max_body: usize,
+    err: impl FnOnce(&E) -> Disposition,
+) -> Disposition {
+    match result {
+        Ok(value) => encode_json(OK, value, max_body),
+        Err(error) => err(error),
+    }
+}
+
+/// The stored `Ok` value, or what the codec's `err` reads from another status (`None`: a
+/// status this codec never stores).
+fn decode_result<T: DeserializeOwned, E>(
+    response: &CachedResponse,
+    err: impl FnOnce(&CachedResponse) -> Option<Result<E, Error>>,
+) -> Result<Result<T, E>, Error> {
+    if response.status() == OK {
+        return decode_json(response).map(Ok);
+    }
+    match err(response) {
+        Some(stored) => stored.map(Err),
+        None => Err(Error::Corrupt(format!(
+            "stored plain result has status {}",
+            response.status()
+        ))),
+    }
+}
+
 impl<T, E> ResultCodec<Result<T, E>> for Plain
 where
     T: Serialize + DeserializeOwned,
     E: From<Error>,
 {
     fn encode(result: &Result<T, E>, max_body: usize) -> Disposition {
-        match result {
-            Ok(value) => encode_json(OK, value, max_body),
-            Err(_) => Disposition::Release,
-        }
+        encode_result(result, max_body, |_| Disposition::Release)
     }
 
     fn decode(response: &CachedResponse) -> Result<Result<T, E>, Error> {
-        match response.status() {
-            OK => decode_json(response).map(Ok),
-            other => Err(Error::Corrupt(format!(
-                "stored plain result has status {other}"
-            ))),
-        }
+        decode_result(response, |_| None)
     }
 
     fn error(error: Error) -> Result<T, E> {
@@ -96,20 +119,13 @@ where
     E: From<Error> + Serialize + DeserializeOwned,
 {
     fn encode(result: &Result<T, E>, max_body: usize) -> Disposition {
-        match result {
-            Ok(value) => encode_json(OK, value, max_body),
-            Err(error) => encode_json(ERR, error, max_body),
-        }
+        encode_result(result, max_body, |error| encode_json(ERR, error, max_body))
     }
 
     fn decode(response: &CachedResponse) -> Result<Result<T, E>, Error> {
-        match response.status() {
-            OK => decode_json(response).map(Ok),
-            ERR => decode_json(response).map(Err),
-            other => Err(Error::Corrupt(format!(
-                "stored plain result has status {other}"
-            ))),
-        }
+        decode_result(response, |stored| {
+            (stored.status() == ERR).then(|| decode_json(stored))
+        })
     }
 
     fn error(error: Error) -> Result<T, E> {

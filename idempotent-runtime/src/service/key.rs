@@ -20,7 +20,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 ///
 /// ```
 /// use http::HeaderMap;
-/// use idempotent_runtime::http::key_from_headers;
+/// use idempotent_runtime::service::key_from_headers;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("idempotency-key", "\"8e03978e-40d5\"".parse()?);

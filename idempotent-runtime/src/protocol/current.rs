@@ -1,4 +1,5 @@
-//! [`current_claim`]: what a running handler can learn about its own claim.
+//! [`current_claim`]: what a running handler can learn about its own claim, and the [`Lease`]
+//! the holder tracks for it.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -14,11 +15,13 @@ use tokio::time::Instant;
 use crate::FencingToken;
 
 thread_local! {
-    static CURRENT: RefCell<Option<Arc<ClaimState>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Arc<Lease>>> = const { RefCell::new(None) };
 }
 
+/// A held claim as its holder tracks it: the token, whether a renewal was refused, how many
+/// succeeded, and the local lease deadline.
 #[derive(Debug)]
-pub(crate) struct ClaimState {
+pub(crate) struct Lease {
     token: FencingToken,
     lost: AtomicBool,
     renewals: AtomicU32,
@@ -34,7 +37,7 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl ClaimState {
+impl Lease {
     /// The state of a claim sent at `sent` for `lease`.
     pub(crate) fn new(token: FencingToken, sent: Instant, lease: Duration) -> Arc<Self> {
         Arc::new(Self {
@@ -81,7 +84,7 @@ impl ClaimState {
 /// computed locally from when the claim and its renewals were *sent*, so it is right even
 /// before any renewal was refused.
 #[derive(Debug, Clone)]
-pub struct ClaimHandle(Arc<ClaimState>);
+pub struct ClaimHandle(Arc<Lease>);
 
 impl ClaimHandle {
     /// The fencing token of this claim; pass it downstream to fence writes.
@@ -146,11 +149,11 @@ pub(crate) struct Panicked;
 /// Polls a handler with its claim visible through [`current_claim`], catching panics.
 pub(crate) struct Guarded<F> {
     inner: Pin<Box<F>>,
-    claim: Arc<ClaimState>,
+    claim: Arc<Lease>,
 }
 
 impl<F> Guarded<F> {
-    pub(crate) fn new(inner: F, claim: Arc<ClaimState>) -> Self {
+    pub(crate) fn new(inner: F, claim: Arc<Lease>) -> Self {
         Self {
             inner: Box::pin(inner),
             claim,

@@ -1,0 +1,178 @@
+//! [`Idempotent`]: the protocol without the macro.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::codec::{CacheErrors, Plain, ResultCodec};
+use super::default_store::implicit_store;
+use super::{Concurrency, Spec, answer, execute};
+use crate::observe::Observer;
+use crate::{DefaultFingerprintStrategy, Error, Fingerprint, IdempotencyKey, IdempotencyStore};
+
+/// Runs a fallible async operation at most once per idempotency key, without the macro.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use idempotent_runtime::{Error, Idempotent, IdempotencyKey, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// static CHARGES: AtomicUsize = AtomicUsize::new(0);
+/// let store = MemoryStore::new();
+/// let key = IdempotencyKey::new("order-42")?;
+/// let charge = || async {
+///     CHARGES.fetch_add(1, Ordering::SeqCst);
+///     Ok::<String, Error>("receipt #1".to_owned())
+/// };
+/// let op = Idempotent::new("orders.charge").store(&store);
+/// let first = op.run(&key, &(42, "EUR 10.00"), charge()).await?;
+/// let retry = op.run(&key, &(42, "EUR 10.00"), charge()).await?;
+/// assert_eq!((first.as_str(), retry.as_str()), ("receipt #1", "receipt #1"));
+/// assert_eq!(CHARGES.load(Ordering::SeqCst), 1);
+/// assert!(matches!(op.run(&key, &(42, "EUR 99.00"), charge()).await, Err(Error::FingerprintMismatch)));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Idempotent<'a> {
+    store: Option<&'a dyn IdempotencyStore>,
+    spec: Spec,
+    operation: &'a str,
+    scope: Option<String>,
+}
+
+impl<'a> Idempotent<'a> {
+    /// An operation named `operation` on the default store, with the defaults of [`Spec::new`].
+    #[must_use]
+    pub fn new(operation: &'a str) -> Self {
+        Self {
+            store: None,
+            spec: Spec::new(),
+            operation,
+            scope: None,
+        }
+    }
+
+    /// Uses `store` instead of the process-wide default.
+    #[must_use]
+    pub fn store(mut self, store: &'a dyn IdempotencyStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Keeps the keys of one tenant or principal apart from every other's.
+    #[must_use]
+    pub fn scope(mut self, scope: impl std::fmt::Display) -> Self {
+        self.scope = Some(scope.to_string());
+        self
+    }
+
+    /// How long a result is replayed. Default 24 h.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.spec = self.spec.ttl(ttl);
+        self
+    }
+
+    /// How long a claim holds without a heartbeat. Default 30 s.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.spec = self.spec.lease(lease);
+        self
+    }
+
+    /// What a request does while another with its key runs. Default [`Concurrency::Reject`].
+    #[must_use]
+    pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.spec = self.spec.concurrency(concurrency);
+        self
+    }
+
+    /// The largest result kept for replay. Default 1 MiB.
+    #[must_use]
+    pub fn max_body(mut self, max_body: usize) -> Self {
+        self.spec = self.spec.max_body(max_body);
+        self
+    }
+
+    /// The fingerprint of `request` for this operation.
+    ///
+    /// # Errors
+    /// [`Error::Fingerprint`] when `request` fails to serialize.
+    pub fn fingerprint<Q: Serialize + ?Sized>(&self, request: &Q) -> Result<Fingerprint, Error> {
+        Ok(DefaultFingerprintStrategy.compute_value(self.operation, request)?)
+    }
+
+    /// Runs `handler` once for `key` and `request` (what is fingerprinted); retries get the
+    /// stored `Ok` value. An `Err` releases the claim so a retry runs again.
+    ///
+    /// # Errors
+    /// The handler's own errors, and every [`Error`] of the protocol through `E: From<Error>`.
+    pub async fn run<T, E, Q, F>(
+        &self,
+        key: &IdempotencyKey,
+        request: &Q,
+        handler: F,
+    ) -> Result<T, E>
+    where
+        Q: Serialize + ?Sized,
+        F: Future<Output = Result<T, E>>,
+        Plain: ResultCodec<Result<T, E>>,
+    {
+        self.run_with::<_, Plain, _, _>(key, request, handler).await
+    }
+
+    /// Like [`Idempotent::run`], but `Err` values are stored and replayed too.
+    ///
+    /// # Errors
+    /// As [`Idempotent::run`].
+    pub async fn run_caching_errors<T, E, Q, F>(
+        &self,
+        key: &IdempotencyKey,
+        request: &Q,
+        handler: F,
+    ) -> Result<T, E>
+    where
+        Q: Serialize + ?Sized,
+        F: Future<Output = Result<T, E>>,
+        CacheErrors: ResultCodec<Result<T, E>>,
+    {
+        self.run_with::<_, CacheErrors, _, _>(key, request, handler)
+            .await
+    }
+
+    async fn run_with<R, C: ResultCodec<R>, Q: Serialize + ?Sized, F: Future<Output = R>>(
+        &self,
+        key: &IdempotencyKey,
+        request: &Q,
+        handler: F,
+    ) -> R {
+        let fingerprint = match self.fingerprint(request) {
+            Ok(fingerprint) => fingerprint,
+            Err(e) => return answer::<R, C>(&Observer::start(self.operation), e),
+        };
+        let store = self.store.unwrap_or_else(|| implicit_store(self.operation));
+        execute::<R, C, F>(
+            store,
+            &self.spec,
+            self.operation,
+            self.scope.as_deref(),
+            key,
+            fingerprint,
+            handler,
+        )
+        .await
+    }
+}
+
+impl std::fmt::Debug for Idempotent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotent")
+            .field("operation", &self.operation)
+            .field("scope", &self.scope)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}

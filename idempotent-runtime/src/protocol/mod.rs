@@ -1,0 +1,67 @@
+//! The execution protocol (DESIGN §3), one idea per file: the options ([`Spec`]), the stored
+//! key ([`storage_key`]), taking the claim or answering without running (`acquire`), running
+//! the handler under it and completing or releasing (`run`), the lease heartbeat
+//! (`heartbeat`), claims whose reply was lost (`lost`), what a running handler knows of its
+//! claim ([`current_claim`]), how results are stored (`codec`), the default store, and the
+//! public face, [`Idempotent`]. The macro calls `__private::execute`, the same protocol.
+
+mod acquire;
+mod builder;
+pub(crate) mod codec;
+mod current;
+pub(crate) mod default_store;
+mod heartbeat;
+mod lost;
+mod run;
+mod spec;
+mod stored_key;
+
+use std::future::Future;
+
+pub(crate) use acquire::{Step, acquire};
+pub use builder::Idempotent;
+use codec::ResultCodec;
+pub use current::{ClaimHandle, current_claim};
+pub(crate) use run::run_claimed;
+pub use spec::{Concurrency, DEFAULT_MAX_BODY, Spec};
+pub use stored_key::storage_key;
+
+use crate::observe::{Observer, Outcome};
+use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
+
+/// Runs `handler` at most once per key, per DESIGN §3. `R` is the handler's result and `C`
+/// how it is stored. Never panics; every failure is reported through `C::error`.
+pub async fn execute<R, C, F>(
+    store: &dyn IdempotencyStore,
+    spec: &Spec,
+    operation: &str,
+    scope: Option<&str>,
+    key: &IdempotencyKey,
+    fingerprint: Fingerprint,
+    handler: F,
+) -> R
+where
+    C: ResultCodec<R>,
+    F: Future<Output = R>,
+{
+    let observer = Observer::start(operation);
+    observer
+        .in_span(async {
+            match acquire::<R, C>(&observer, store, spec, operation, scope, key, fingerprint).await
+            {
+                Step::Done(result) => result,
+                Step::Claimed(claim) => {
+                    run_claimed::<R, C, F>(&observer, store, spec, claim, handler).await
+                }
+            }
+        })
+        .await
+}
+
+/// The answer that reports `error`, recorded as the execution's outcome (and as an event
+/// when operators should see it).
+pub(crate) fn answer<R, C: ResultCodec<R>>(observer: &Observer, error: Error) -> R {
+    observer.outcome(Outcome::of(&error));
+    observer.report_answer(&error);
+    C::error(error)
+}

@@ -1,0 +1,175 @@
+//! The second half of the protocol: run the handler under its claim with the lease heartbeat,
+//! then complete, release, or leave the claim to lapse.
+
+use std::time::Duration;
+
+use super::acquire::Claim;
+use super::codec::{Disposition, ResultCodec};
+use super::current::{Guarded, Lease};
+use super::heartbeat::{Renewals, with_heartbeat};
+use super::{Spec, answer};
+use crate::observe::{Observer, Outcome, Severity, store_call};
+use crate::{
+    Completed, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry, IdempotencyKey,
+    IdempotencyStore,
+};
+
+/// The second half: runs the handler under `claim` with the lease heartbeat, then completes,
+/// releases or leaves the claim to lapse.
+pub(crate) async fn run_claimed<R, C, F>(
+    observer: &Observer,
+    store: &dyn IdempotencyStore,
+    spec: &Spec,
+    claim: Claim,
+    handler: F,
+) -> R
+where
+    C: ResultCodec<R>,
+    F: Future<Output = R>,
+{
+    let Claim {
+        stored_key,
+        token,
+        entry,
+        sent,
+    } = claim;
+    let key: &IdempotencyKey = &stored_key;
+    let _in_flight = observer.claimed(token);
+    let lease = Lease::new(token, sent, spec.lease);
+    let guarded = Guarded::new(handler, lease.clone());
+    let renewals = Renewals {
+        observer,
+        store,
+        key,
+        token,
+        lease: spec.lease,
+        state: &lease,
+    };
+    let ran = with_heartbeat(renewals, guarded).await;
+    observer.renewals(lease.renewals());
+    let Ok(result) = ran else {
+        // Panicked: the side effect may have run. Neither completed nor released: the claim
+        // lapses with its lease.
+        return answer::<R, C>(observer, Error::HandlerPanicked);
+    };
+    let kind = store.kind();
+    let completed = match C::encode(&result, spec.max_body) {
+        Disposition::Complete(response) => entry.complete(response),
+        Disposition::NotReplayable => entry.complete_not_replayable(),
+        Disposition::Release => {
+            // Fenced: a release with a stale token changes nothing. If it fails the claim
+            // lapses with its lease, which is just as safe.
+            if let Err(e) = store_call(kind, "release", store.release(key, token)).await {
+                observer.report(
+                    Severity::Warn,
+                    "the claim of a failed request could not be released; it lapses with its lease",
+                    &e,
+                );
+            }
+            observer.outcome(Outcome::Released);
+            return result;
+        }
+    };
+    let replayable = completed.response().is_some();
+    let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
+    match complete_with_retry(store, key, completed, token).await {
+        Err(Error::StaleFencingToken) => {
+            superseded::<R, C>(observer, store, key, fingerprint).await
+        }
+        Err(e @ Error::CapacityExceeded { .. }) => {
+            // The result does not fit: record that it happened, so retries never re-run it.
+            observer.report(
+                Severity::Warn,
+                "the result did not fit in the store: completed as not replayable",
+                &e,
+            );
+            let done = IdempotencyEntry::new(fingerprint)
+                .with_ttl(ttl)
+                .complete_not_replayable();
+            let _ = complete_with_retry(store, key, done, token).await;
+            observer.outcome(Outcome::NotReplayable);
+            result
+        }
+        Ok(()) => {
+            observer.outcome(if replayable {
+                Outcome::Executed
+            } else {
+                Outcome::NotReplayable
+            });
+            result
+        }
+        // The store is unreachable after retries: the side effect happened and the caller
+        // gets its result, while the claim lapses with its lease (the documented risk of an
+        // unreachable store).
+        Err(e) => {
+            observer.report(
+                Severity::Error,
+                "the handler ran but its result could not be stored; its claim lapses with its lease",
+                &e,
+            );
+            observer.outcome(Outcome::StoreError);
+            result
+        }
+    }
+}
+
+/// The answer for a handler whose completion was refused as stale: its claim lapsed (a slow
+/// handler, a stalled process, an unreachable store) and the key may have been taken over. If
+/// the key completed for the same request, that result is the answer every retry gets, so
+/// this caller gets it too; otherwise [`Error::StaleFencingToken`].
+async fn superseded<R, C: ResultCodec<R>>(
+    observer: &Observer,
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    fingerprint: Fingerprint,
+) -> R {
+    let stored = store_call(store.kind(), "get", store.get(key)).await;
+    let Ok(Some(ExistingEntry::Completed(done))) = stored else {
+        return answer::<R, C>(observer, Error::StaleFencingToken);
+    };
+    if done.fingerprint() != fingerprint {
+        return answer::<R, C>(observer, Error::StaleFencingToken);
+    }
+    observer.report(
+        Severity::Warn,
+        "the claim lapsed and another request completed the key: answering with its result",
+        &Error::StaleFencingToken,
+    );
+    let Some(response) = done.response() else {
+        observer.outcome(Outcome::Stale);
+        return C::error(Error::NotReplayable);
+    };
+    match C::decode(response) {
+        Ok(result) => {
+            observer.outcome(Outcome::Stale);
+            result
+        }
+        Err(e) => answer::<R, C>(observer, e),
+    }
+}
+
+/// `complete`, retried with the same token when the reply is lost: completing the same claim
+/// twice is a no-op, so a retry after a lost success is harmless.
+async fn complete_with_retry(
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    entry: IdempotencyEntry<Completed>,
+    token: FencingToken,
+) -> Result<(), Error> {
+    let mut attempt = 0;
+    loop {
+        match store_call(
+            store.kind(),
+            "complete",
+            store.complete(key, entry.clone(), token),
+        )
+        .await
+        {
+            Err(Error::StoreUnavailable(_)) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}

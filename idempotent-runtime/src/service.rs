@@ -1,0 +1,121 @@
+//! HTTP mode for axum 0.8 (feature `axum`): `#[idempotent(key = header)]` handlers and
+//! [`IdempotencyLayer`] run the same protocol as plain mode over whole responses.
+//!
+//! - The key comes from a header ([`key_from_headers`]: bare or sf-string form).
+//! - The fingerprint covers the method, the route template, the query string and the request
+//!   content (the handler's non-skipped arguments, or the body bytes under the layer), each
+//!   part length-prefixed.
+//! - The handler runs **detached** (`tokio::spawn`): a client that goes away cannot cancel a
+//!   side effect half-way, and its response is still stored for the retry.
+//! - 2xx–4xx responses of an attribute handler are stored (status, headers in order with
+//!   repeats, body up to `max_body`) and replayed byte-identical with `Idempotent-Replayed:
+//!   true`; a 5xx releases the claim; with `cache_errors` every response is stored. Under
+//!   [`IdempotencyLayer`] only 2xx–3xx are stored by default: a 4xx there may be an inner
+//!   extractor's validation rejection, made before anything ran, and the corrected request
+//!   with the same key must run (Stripe's rule) — see [`IdempotencyLayer::store_status`].
+//! - A response whose body fails after the handler ran is never released (its side effect may
+//!   have happened): the key is completed as done-not-replayable, the caller gets a 500
+//!   `response-failed` problem and every retry a 409 `not-replayable`.
+//! - Every rejection is a [`Problem`] (`application/problem+json`, RFC 9457).
+
+pub(crate) mod head;
+mod key;
+mod layer;
+pub(crate) mod options;
+mod problem;
+mod response;
+
+use std::future::Future;
+
+use axum::response::{IntoResponse, Response};
+
+use head::RequestHead;
+pub use key::{IDEMPOTENCY_KEY_HEADER, key_from_headers};
+pub use layer::{IdempotencyLayer, IdempotencyService};
+use options::HttpOptions;
+pub use problem::{Problem, ProblemKind};
+pub use response::REPLAYED_HEADER;
+use response::{Buffered, Http};
+
+use crate::observe::{Observer, Outcome};
+use crate::protocol::codec::ResultCodec;
+use crate::protocol::{Step, acquire, run_claimed};
+use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
+
+/// Runs `handler` under the protocol for one HTTP request, detached from the caller: the one
+/// function behind both `#[idempotent(key = header)]` and [`IdempotencyLayer`].
+///
+/// `key = None` (an optional key that was not sent) runs the handler without any store access.
+pub(crate) async fn run<S, O, F>(
+    store: S,
+    options: O,
+    scope: Option<String>,
+    key: Result<Option<IdempotencyKey>, Problem>,
+    fingerprint: Result<Fingerprint, Error>,
+    handler: F,
+) -> Response
+where
+    S: IdempotencyStore + 'static,
+    O: AsRef<HttpOptions> + Send + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let key = match key {
+        Ok(Some(key)) => key,
+        Ok(None) => return handler.await,
+        Err(problem) => return reject(options.as_ref(), problem),
+    };
+    let fingerprint = match fingerprint {
+        Ok(fingerprint) => fingerprint,
+        Err(e) => return reject(options.as_ref(), Problem::from(e)),
+    };
+    run_with::<Http, _, _, _>(store, options, scope, key, fingerprint, handler).await
+}
+
+/// The answer for a request refused before the protocol ran (a bad key or scope, a request
+/// that cannot be fingerprinted), recorded as the execution's outcome.
+pub(crate) fn reject(options: &HttpOptions, problem: Problem) -> Response {
+    Observer::start(options.operation()).outcome(Outcome::RejectedKey);
+    problem.into_response()
+}
+
+async fn run_with<C, S, O, F>(
+    store: S,
+    options: O,
+    scope: Option<String>,
+    key: IdempotencyKey,
+    fingerprint: Fingerprint,
+    handler: F,
+) -> Response
+where
+    C: ResultCodec<Buffered> + 'static,
+    S: IdempotencyStore + 'static,
+    O: AsRef<HttpOptions> + Send + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let (spec, operation) = (&options.as_ref().spec, options.as_ref().operation());
+    let observer = Observer::start(operation);
+    let step = acquire::<Buffered, C>(
+        &observer,
+        &store,
+        spec,
+        operation,
+        scope.as_deref(),
+        &key,
+        fingerprint,
+    );
+    // Replays and conflicts answer here; only a claimed execution is detached.
+    let claim = match observer.in_span(step).await {
+        Step::Done(buffered) => return buffered.into_response(),
+        Step::Claimed(claim) => claim,
+    };
+    let task = tokio::spawn(observer.clone().in_span(async move {
+        let stores = options.as_ref().stores;
+        let handler = async move { Buffered::capture(handler.await, stores).await };
+        let spec = &options.as_ref().spec;
+        run_claimed::<Buffered, C, _>(&observer, &store, spec, claim, handler).await
+    }));
+    match task.await {
+        Ok(buffered) => buffered.into_response(),
+        Err(_) => Problem::from(Error::HandlerPanicked).into_response(),
+    }
+}

@@ -1,0 +1,91 @@
+//! [`HttpOptions`]: what an HTTP execution is told — the protocol's options, the operation, the
+//! key header, and which responses are stored. Only generated code and the layer build them.
+
+use std::borrow::Cow;
+
+use http::StatusCode;
+
+use crate::protocol::Spec;
+
+/// The options of an HTTP execution: the protocol's [`Spec`], the operation, the key header and
+/// whether a request without a key may run unprotected. `const`, so the macro emits a `static`.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub(super) spec: Spec,
+    operation: Cow<'static, str>,
+    pub(super) header: Cow<'static, str>,
+    pub(super) optional: bool,
+    pub(super) stores: fn(StatusCode) -> bool,
+}
+
+/// What an attribute handler stores by default: everything but a 5xx.
+fn not_server_error(status: StatusCode) -> bool {
+    !status.is_server_error()
+}
+
+/// What `cache_errors` stores: everything.
+fn every_status(_: StatusCode) -> bool {
+    true
+}
+
+impl HttpOptions {
+    /// An operation named `operation` keyed by the `header` header (lowercase; required
+    /// unless [`Self::optional`]), with the defaults of [`Spec::new`], 5xx not stored.
+    ///
+    #[must_use]
+    pub const fn new(operation: &'static str, header: &'static str) -> Self {
+        Self {
+            spec: Spec::new(),
+            operation: Cow::Borrowed(operation),
+            header: Cow::Borrowed(header),
+            optional: false,
+            stores: not_server_error,
+        }
+    }
+
+    /// Sets the protocol options.
+    #[must_use]
+    pub const fn spec(mut self, spec: Spec) -> Self {
+        self.spec = spec;
+        self
+    }
+
+    /// Lets a request without a key run, without any store access.
+    #[must_use]
+    pub const fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Stores 5xx responses too.
+    #[must_use]
+    pub const fn cache_errors(mut self) -> Self {
+        self.stores = every_status;
+        self
+    }
+
+    /// Stores the responses whose status `stores` accepts; the others release the key.
+    #[must_use]
+    pub const fn store_status(mut self, stores: fn(StatusCode) -> bool) -> Self {
+        self.stores = stores;
+        self
+    }
+
+    pub(crate) fn set_operation(&mut self, operation: String) {
+        self.operation = Cow::Owned(operation);
+    }
+
+    pub(crate) fn set_header(&mut self, header: String) {
+        self.header = Cow::Owned(header);
+    }
+
+    pub(crate) fn operation(&self) -> &str {
+        &self.operation
+    }
+}
+
+impl AsRef<HttpOptions> for HttpOptions {
+    fn as_ref(&self) -> &HttpOptions {
+        self
+    }
+}
