@@ -1,10 +1,9 @@
 //! The `#[idempotent]` attribute macro. Use it through `idempotent-runtime`, whose docs
 //! describe every option: `use idempotent_runtime::idempotent;`.
 //!
-//! A pipeline of small steps (thiserror-impl's shape): parse the options ([`args`]), parse the
-//! fn with its body as raw tokens ([`item`]), validate both into a [`validate::Validated`]
-//! (every error collected, [`errors`]), then expand it ([`expand`]), which cannot fail. On any
-//! error the user's fn is emitted unchanged beside the errors, so the rest of the crate keeps
+//! A pipeline of small steps (thiserror-impl's shape): parse the options (`args`), parse the
+//! fn with its body as raw tokens (`item`), validate both into a `validate::Validated` (every
+//! error collected, `errors`), then expand it (`expand`), which cannot fail. On any error the user's fn is emitted unchanged beside the errors, so the rest of the crate keeps
 //! type-checking.
 
 #![allow(

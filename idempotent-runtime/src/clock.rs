@@ -60,6 +60,16 @@ impl Clock for SystemClock {
 
 /// A clock that moves only when told to, with millisecond resolution. For tests and
 /// simulations ("virtual time").
+///
+/// ```
+/// use std::time::Duration;
+/// use idempotent_runtime::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let before = clock.now();
+/// clock.advance(Duration::from_secs(31));
+/// assert_eq!(clock.now() - before, Duration::from_secs(31));
+/// ```
 #[derive(Debug, Default)]
 pub struct ManualClock {
     millis: AtomicU64,

@@ -19,8 +19,20 @@ use std::time::Duration;
 use crate::{CachedResponse, Fingerprint};
 
 /// How long a completed result is replayed, unless an entry says otherwise: 24 hours.
+///
+/// ```
+/// use idempotent_runtime::{DEFAULT_TTL, Fingerprint, IdempotencyEntry};
+///
+/// assert_eq!(IdempotencyEntry::new(Fingerprint::from_u128(1)).ttl(), DEFAULT_TTL);
+/// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long a `Processing` claim holds without a heartbeat, unless an entry says otherwise.
+///
+/// ```
+/// use idempotent_runtime::{DEFAULT_LEASE, Fingerprint, IdempotencyEntry};
+///
+/// assert_eq!(IdempotencyEntry::new(Fingerprint::from_u128(1)).lease(), DEFAULT_LEASE);
+/// ```
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 mod sealed {
@@ -33,9 +45,26 @@ mod sealed {
 }
 
 /// The state of an [`IdempotencyEntry`]: [`Processing`] or [`Completed`]. Sealed.
+///
+/// ```
+/// use idempotent_runtime::{EntryState, IdempotencyEntry};
+///
+/// // Code generic over both states reads what every entry has.
+/// fn describe<S: EntryState>(entry: &IdempotencyEntry<S>) -> String {
+///     format!("{:?} for {:?}", entry.fingerprint(), entry.ttl())
+/// }
+/// # let _ = describe(&IdempotencyEntry::new(idempotent_runtime::Fingerprint::from_u128(1)));
+/// ```
 pub trait EntryState: sealed::Sealed + fmt::Debug + Clone + Send + Sync + 'static {}
 
 /// A claim is held and the handler runs. Carries the claim's random nonce.
+///
+/// ```
+/// use idempotent_runtime::{Fingerprint, IdempotencyEntry, Processing};
+///
+/// let entry: IdempotencyEntry<Processing> = IdempotencyEntry::new(Fingerprint::from_u128(1));
+/// # let _ = entry;
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Processing {
     nonce: u128,
@@ -49,6 +78,14 @@ impl fmt::Debug for Processing {
 }
 
 /// The handler finished; its result (if it could be kept) is replayed.
+///
+/// ```
+/// use idempotent_runtime::{CachedResponse, Completed, Fingerprint, IdempotencyEntry};
+///
+/// let done: IdempotencyEntry<Completed> =
+///     IdempotencyEntry::new(Fingerprint::from_u128(1)).complete(CachedResponse::from("ok"));
+/// assert!(done.response().is_some());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
     response: Option<CachedResponse>,

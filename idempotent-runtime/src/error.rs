@@ -5,10 +5,35 @@ use std::time::Duration;
 use crate::{FingerprintError, KeyError};
 
 /// A boxed error from a store's backend (a connection error, a timeout).
+///
+/// ```
+/// use idempotent_runtime::{BoxError, Error};
+///
+/// let source: BoxError = "connection refused".into();
+/// let error = Error::StoreUnavailable(source);
+/// assert!(error.to_string().contains("connection refused"));
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The one error type of this crate. Each variant is stable and documented; match on the ones
 /// you handle and let the rest through (`#[non_exhaustive]`).
+///
+/// ```
+/// use idempotent_runtime::{Error, Idempotent, IdempotencyKey, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// let store = MemoryStore::new();
+/// let key = IdempotencyKey::new("k-1")?;
+/// let op = Idempotent::new("orders.pay").store(&store);
+/// op.run(&key, &1, async { Ok::<_, Error>(()) }).await?;
+/// match op.run(&key, &2, async { Ok::<_, Error>(()) }).await {
+///     Err(Error::FingerprintMismatch) => {} // the client reused its key: tell it so
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -82,6 +107,13 @@ impl Error {
 }
 
 /// The longest TTL or lease a store accepts: 365 days.
+///
+/// ```
+/// use idempotent_runtime::{check_duration, MAX_DURATION};
+///
+/// assert!(check_duration("ttl", MAX_DURATION).is_ok());
+/// assert!(check_duration("ttl", MAX_DURATION * 2).is_err());
+/// ```
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Checks a TTL or lease: non-zero, whole milliseconds at least 1, at most [`MAX_DURATION`].

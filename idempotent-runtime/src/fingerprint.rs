@@ -228,6 +228,19 @@ fn write_len_prefixed(hasher: &mut Xxh3, bytes: &[u8]) {
 }
 
 /// A value could not be fingerprinted: its `Serialize` impl reported an error.
+///
+/// ```
+/// use idempotent_runtime::{DefaultFingerprintStrategy, FingerprintStrategy};
+///
+/// struct Broken;
+/// impl serde::Serialize for Broken {
+///     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+///         Err(serde::ser::Error::custom("cannot serialize"))
+///     }
+/// }
+/// let error = DefaultFingerprintStrategy.compute_value("op", &Broken).expect_err("refused");
+/// assert!(error.to_string().contains("cannot serialize"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot fingerprint the request: {0}")]
 pub struct FingerprintError(pub String);

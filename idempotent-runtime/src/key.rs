@@ -4,6 +4,13 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The longest key accepted, in bytes.
+///
+/// ```
+/// use idempotent_runtime::{IdempotencyKey, MAX_KEY_LEN};
+///
+/// assert!(IdempotencyKey::new(&"k".repeat(MAX_KEY_LEN)).is_ok());
+/// assert!(IdempotencyKey::new(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
+/// ```
 pub const MAX_KEY_LEN: usize = 255;
 
 /// A validated idempotency key: 1..=255 bytes of visible ASCII (`0x21..=0x7E`).
@@ -23,6 +30,13 @@ pub const MAX_KEY_LEN: usize = 255;
 pub struct IdempotencyKey(Box<str>);
 
 /// Why a string is not a valid [`IdempotencyKey`].
+///
+/// ```
+/// use idempotent_runtime::{IdempotencyKey, KeyError};
+///
+/// assert_eq!(IdempotencyKey::new("a b"), Err(KeyError::InvalidByte { byte: b' ', position: 1 }));
+/// assert_eq!(IdempotencyKey::new(""), Err(KeyError::Empty));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {

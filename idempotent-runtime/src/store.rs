@@ -18,6 +18,20 @@ pub mod memory;
 pub mod valkey;
 
 /// What [`IdempotencyStore::try_insert`] found.
+///
+/// ```
+/// use idempotent_runtime::{Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), idempotent_runtime::Error> {
+/// let (store, key) = (MemoryStore::new(), IdempotencyKey::new("k")?);
+/// let first = store.try_insert(&key, IdempotencyEntry::new(Fingerprint::from_u128(1))).await?;
+/// assert!(matches!(first, InsertResult::Claimed { .. }));
+/// let second = store.try_insert(&key, IdempotencyEntry::new(Fingerprint::from_u128(1))).await?;
+/// assert!(matches!(second, InsertResult::Exists(_)), "another request finds it in flight");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a claim must be completed or released, and an existing entry replayed or reported"]
 pub enum InsertResult {
@@ -35,6 +49,13 @@ pub enum InsertResult {
 
 /// A live record found under a key: what the store keeps of it, and nothing invented (no
 /// lifetimes a store did not keep, never the holder's claim nonce).
+///
+/// ```
+/// use idempotent_runtime::{ExistingEntry, Fingerprint, ProcessingRecord};
+///
+/// let found = ExistingEntry::Processing(ProcessingRecord::new(Fingerprint::from_u128(7)));
+/// assert_eq!(found.fingerprint(), Fingerprint::from_u128(7));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExistingEntry {
     /// Another claim holds the key and its lease has not lapsed.

@@ -58,6 +58,13 @@ pub trait Harness: Send + Sync {
 }
 
 /// A check that failed: which one, and what it saw.
+///
+/// ```
+/// use idempotent_runtime::conformance::Failure;
+///
+/// let failure = Failure { check: "claim_then_replay", message: "replayed nothing".to_owned() };
+/// assert!(failure.to_string().contains("claim_then_replay"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The name of the check.
@@ -79,6 +86,21 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// A check of the suite.
+///
+/// ```
+/// use idempotent_runtime::{conformance, MemoryStore};
+/// # use std::time::Duration;
+/// # struct Memory(MemoryStore);
+/// # impl conformance::Harness for Memory {
+/// #     type Store = MemoryStore;
+/// #     fn store(&self) -> &MemoryStore { &self.0 }
+/// #     async fn advance(&self, by: Duration) { tokio::time::sleep(by).await }
+/// # }
+///
+/// // One test per check, so one failure does not hide the rest.
+/// let checks: Vec<(&str, conformance::Check<Memory>)> = conformance::checks();
+/// assert!(checks.iter().any(|(name, _)| *name == "claim_then_replay"));
+/// ```
 pub type Check<H> =
     for<'a> fn(&'a H) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 

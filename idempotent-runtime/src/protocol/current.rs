@@ -83,6 +83,22 @@ impl Lease {
 /// [`is_lost`](Self::is_lost) (or [`lease_remaining`](Self::lease_remaining)): the answer is
 /// computed locally from when the claim and its renewals were *sent*, so it is right even
 /// before any renewal was refused.
+///
+/// ```
+/// use idempotent_runtime::{current_claim, Error, Idempotent, IdempotencyKey, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// let store = MemoryStore::new();
+/// let key = IdempotencyKey::new("k-claim")?;
+/// let safe = Idempotent::new("ship").store(&store).run(&key, &(), async {
+///     let claim = current_claim().ok_or(Error::NotReplayable)?;
+///     Ok::<bool, Error>(!claim.is_lost() && claim.lease_remaining() > std::time::Duration::ZERO)
+/// }).await?;
+/// assert!(safe);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClaimHandle(Arc<Lease>);
 

@@ -62,6 +62,18 @@ pub fn forbid_implicit_default_store() {
 
 /// The process-wide default store; creates a `MemoryStore` on first use when none was
 /// installed (and nothing forbade it).
+///
+/// ```
+/// use idempotent_runtime::{default_store, Error, Idempotent, IdempotencyKey};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// // What `Idempotent` and `#[idempotent]` use without `store = …`.
+/// let key = IdempotencyKey::new("k-default")?;
+/// Idempotent::new("op").store(default_store()).run(&key, &(), async { Ok::<_, Error>(()) }).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[must_use]
 pub fn default_store() -> &'static dyn IdempotencyStore {
     let installed = DEFAULT.get().is_some() && !IMPLICIT.load(Ordering::SeqCst);

@@ -5,15 +5,31 @@ use std::time::Duration;
 use crate::{DEFAULT_LEASE, DEFAULT_TTL};
 
 /// The largest result kept for replay, unless configured: 1 MiB.
+///
+/// ```
+/// use idempotent_runtime::{DEFAULT_MAX_BODY, Idempotent};
+///
+/// let op = Idempotent::new("reports.build").max_body(4 * DEFAULT_MAX_BODY);
+/// # let _ = op;
+/// ```
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
 /// What a request does when another request with its key is still running.
+///
+/// ```
+/// use std::time::Duration;
+/// use idempotent_runtime::{Concurrency, Idempotent};
+///
+/// // A double click waits for the first request and gets its answer instead of a 409.
+/// let op = Idempotent::new("orders.pay").concurrency(Concurrency::Wait(Duration::from_secs(5)));
+/// # let _ = op;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Concurrency {
-    /// Answer at once with [`Error::InFlight`] (HTTP 409). The default.
+    /// Answer at once with [`Error::InFlight`](crate::Error::InFlight) (HTTP 409). The default.
     Reject,
     /// Wait up to this long for the other request to finish, then replay its result (or
-    /// [`Error::InFlight`] at the timeout).
+    /// [`Error::InFlight`](crate::Error::InFlight) at the timeout).
     Wait(Duration),
 }
 

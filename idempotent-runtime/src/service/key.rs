@@ -8,6 +8,16 @@ use super::Problem;
 use crate::IdempotencyKey;
 
 /// The header a key is read from unless configured otherwise.
+///
+/// ```
+/// use axum::http::HeaderMap;
+/// use idempotent_runtime::service::{key_from_headers, IDEMPOTENCY_KEY_HEADER};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(IDEMPOTENCY_KEY_HEADER, "k-1".parse().expect("value"));
+/// let key = key_from_headers(&headers, IDEMPOTENCY_KEY_HEADER).ok().flatten();
+/// assert_eq!(key.map(|k| k.to_string()).as_deref(), Some("k-1"));
+/// ```
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Reads the key from the `name` header: the bare form (`Idempotency-Key: abc`, as Stripe

@@ -208,6 +208,17 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// The service of [`IdempotencyLayer`]: wraps the inner service `S` (tower's convention), with
 /// its store `St`.
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use idempotent_runtime::{MemoryStore, service::{IdempotencyLayer, IdempotencyService}};
+/// use tower_layer::Layer;
+///
+/// let layer = IdempotencyLayer::new(MemoryStore::new());
+/// let service: IdempotencyService<Router, MemoryStore> =
+///     layer.layer(Router::new().route("/pay", post(|| async { "paid" })));
+/// # let _ = service;
+/// ```
 #[derive(Clone)]
 pub struct IdempotencyService<S, St> {
     inner: S,

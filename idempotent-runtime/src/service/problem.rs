@@ -30,6 +30,14 @@ use crate::Error;
 /// | `Internal` | 500 | `internal` | a misconfiguration (invalid duration, no store configured, …) |
 /// | `StoreUnavailable` | 503 + `Retry-After` | `store_unavailable` | the idempotency store did not answer |
 /// | `StoreFull` | 503 + `Retry-After` | `store_full` | the idempotency store is at its capacity bound |
+///
+/// ```
+/// use idempotent_runtime::service::ProblemKind;
+///
+/// assert_eq!(ProblemKind::KeyReused.status(), 422);
+/// assert_eq!(ProblemKind::KeyReused.code(), "key_reused");
+/// assert_eq!(ProblemKind::InFlight.retry_after(), Some(1));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProblemKind {

@@ -10,6 +10,13 @@ use crate::protocol::codec::{Disposition, ResultCodec};
 use crate::{CachedResponse, Error};
 
 /// The header a replayed response carries.
+///
+/// ```
+/// use idempotent_runtime::service::REPLAYED_HEADER;
+///
+/// // A client can tell a replay from a first answer.
+/// assert_eq!(REPLAYED_HEADER, "idempotent-replayed");
+/// ```
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// Headers never stored: hop-by-hop headers (RFC 9110 §7.6.1), `Date` (the replay gets its

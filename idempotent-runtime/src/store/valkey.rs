@@ -98,12 +98,33 @@ static GET: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// The default key prefix.
+///
+/// ```
+/// use idempotent_runtime::store::valkey::DEFAULT_PREFIX;
+///
+/// assert_eq!(DEFAULT_PREFIX, "idempotent:");
+/// ```
 pub const DEFAULT_PREFIX: &str = "idempotent:";
 /// The default timeout of every call (connect, and each script).
+///
+/// ```
+/// use idempotent_runtime::store::valkey::DEFAULT_TIMEOUT;
+///
+/// assert_eq!(DEFAULT_TIMEOUT, std::time::Duration::from_secs(2));
+/// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A store on Valkey or Redis >= 7; see the [module docs](self) for its guarantees.
 /// Cheap to clone (one multiplexed connection, shared).
+///
+/// ```no_run
+/// use idempotent_runtime::{set_default_store, ValkeyStore};
+///
+/// # async fn start() -> Result<(), idempotent_runtime::Error> {
+/// set_default_store(ValkeyStore::connect("redis://127.0.0.1:6379").await?)?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ValkeyStore {
     connection: Connection,

@@ -10,6 +10,13 @@ use crate::sync::{AtomicUsize, Mutex};
 use crate::{Clock, SystemClock};
 
 /// Configures a [`MemoryStore`]; from [`MemoryStore::builder`].
+///
+/// ```
+/// use idempotent_runtime::MemoryStore;
+///
+/// let store = MemoryStore::builder().shards(16).max_entries(10_000).max_bytes(8 << 20).build();
+/// assert!(store.is_empty());
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct MemoryStoreBuilder {

@@ -9,6 +9,22 @@ use super::{Connection, DEFAULT_PREFIX, DEFAULT_TIMEOUT, ValkeyStore, from_redis
 use crate::Error;
 
 /// Configures and connects a [`ValkeyStore`]. From [`ValkeyStore::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use idempotent_runtime::ValkeyStore;
+///
+/// # async fn start() -> Result<(), idempotent_runtime::Error> {
+/// let store = ValkeyStore::builder()
+///     .url("rediss://:secret@cache.internal:6380")
+///     .prefix("payments:idem:")
+///     .timeout(Duration::from_millis(500))
+///     .connect()
+///     .await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ValkeyStoreBuilder {
