@@ -77,6 +77,8 @@ mod tests {
             ("15m", 900_000),
             ("24h", 86_400_000),
             ("7d", 604_800_000),
+            // The largest accepted: the runtime's `MAX_DURATION` (365 days); "366d" is refused.
+            ("365d", 31_536_000_000),
         ];
         for (text, millis) in cases {
             assert_eq!(parse(&lit(text)).ok(), Some(millis), "{text}");
