@@ -91,6 +91,10 @@ pub enum Error {
         "no idempotency store configured: pass `store = …` or call `set_default_store` at start-up"
     )]
     NoStore,
+    /// The store is not set up for use: a missing or older table (run its `migrate()`), an
+    /// invalid table name. Nothing was written.
+    #[error("idempotency store misconfigured: {0}")]
+    Misconfigured(String),
     /// `set_default_store` was called when a default store was already in place.
     #[error("a default idempotency store is already installed")]
     DefaultStoreAlreadySet,

@@ -46,6 +46,10 @@ pub use key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use response::CachedResponse;
 #[cfg(feature = "memory")]
 pub use store::memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::SqliteStore;
 #[cfg(feature = "valkey")]
 pub use store::valkey::{ValkeyStore, ValkeyStoreBuilder};
 pub use store::{CompletedRecord, ExistingEntry, IdempotencyStore, InsertResult, ProcessingRecord};

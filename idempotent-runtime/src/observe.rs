@@ -53,6 +53,7 @@ impl Outcome {
             | Error::CapacityExceeded { .. }
             | Error::InvalidDuration { .. }
             | Error::NoStore
+            | Error::Misconfigured(_)
             | Error::DefaultStoreAlreadySet => Self::StoreError,
         }
     }
@@ -206,9 +207,10 @@ impl Observer {
                 Severity::Warn,
                 "the claim lapsed before its result was stored, and no result is stored for the key",
             ),
-            Error::InvalidDuration { .. } | Error::NoStore | Error::DefaultStoreAlreadySet => {
-                (Severity::Error, "idempotency misconfigured")
-            }
+            Error::InvalidDuration { .. }
+            | Error::NoStore
+            | Error::Misconfigured(_)
+            | Error::DefaultStoreAlreadySet => (Severity::Error, "idempotency misconfigured"),
             _ => return,
         };
         self.report(severity, message, error);

@@ -10,12 +10,26 @@ use crate::{
     Processing,
 };
 
-#[cfg(any(feature = "memory", feature = "valkey"))]
+#[cfg(any(
+    feature = "memory",
+    feature = "valkey",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 mod lifetimes;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[macro_use]
+mod sql;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 #[cfg(feature = "valkey")]
 pub mod valkey;
+#[cfg(any(feature = "valkey", feature = "postgres", feature = "sqlite"))]
+mod wire;
 
 /// What [`IdempotencyStore::try_insert`] found.
 ///
@@ -153,6 +167,58 @@ impl From<IdempotencyEntry<Completed>> for CompletedRecord {
         let fingerprint = entry.fingerprint();
         Self::new(fingerprint, entry.into_response())
     }
+}
+
+/// A store whose records live in the application's database, so the completion of a claim can
+/// be written **in the handler's own transaction** and commit with its writes (transactional
+/// mode, [`Idempotent::run_in_transaction`](crate::Idempotent::run_in_transaction)).
+///
+/// The runtime opens a transaction with [`begin`](Self::begin), hands it to the handler, writes
+/// the completion with [`complete_in`](Self::complete_in) — fenced by the claim, like
+/// [`IdempotencyStore::complete`] — and [`commit`](Self::commit)s. A transaction dropped without
+/// commit rolls back.
+///
+/// ```
+/// use idempotent_runtime::{store::TransactionalStore, SqliteStore};
+///
+/// fn needs_transactions<S: TransactionalStore>(_: &S) {}
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = SqliteStore::new(sqlx::SqlitePool::connect("sqlite::memory:").await?);
+/// needs_transactions(&store);
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
+pub trait TransactionalStore: IdempotencyStore {
+    /// The handler's transaction (a sqlx `Transaction` on the store's pool).
+    type Transaction: Send;
+
+    /// Opens a transaction on the store's database.
+    ///
+    /// # Errors
+    /// [`Error::StoreUnavailable`].
+    async fn begin(&self) -> Result<Self::Transaction, Error>;
+
+    /// Writes the completion of the claim named by `token` in `transaction`.
+    ///
+    /// # Errors
+    /// [`Error::StaleFencingToken`] when no row matched (the claim lapsed or was taken over):
+    /// the caller must roll the transaction back. [`Error::FingerprintMismatch`],
+    /// [`Error::InvalidDuration`], [`Error::StoreUnavailable`].
+    async fn complete_in(
+        &self,
+        transaction: &mut Self::Transaction,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Completed>,
+        token: FencingToken,
+    ) -> Result<(), Error>;
+
+    /// Commits the handler's writes and the completion together.
+    ///
+    /// # Errors
+    /// [`Error::StoreUnavailable`] (a commit whose outcome is unknown, too).
+    async fn commit(&self, transaction: Self::Transaction) -> Result<(), Error>;
 }
 
 /// The source of an [`Error::StoreUnavailable`] whose call was sent but whose reply never came

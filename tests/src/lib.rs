@@ -3,5 +3,6 @@
 
 pub mod http;
 pub mod log;
+pub mod postgres_server;
 pub mod redis_server;
 pub mod valkey;

@@ -9,6 +9,7 @@ use super::codec::{CacheErrors, Plain, ResultCodec};
 use super::default_store::implicit_store;
 use super::{Concurrency, Spec, answer, execute};
 use crate::observe::Observer;
+use crate::store::TransactionalStore;
 use crate::{DefaultFingerprintStrategy, Error, Fingerprint, IdempotencyKey, IdempotencyStore};
 
 /// Runs a fallible async operation at most once per idempotency key, without the macro.
@@ -141,6 +142,70 @@ impl<'a> Idempotent<'a> {
     {
         self.run_with::<_, CacheErrors, _, _>(key, request, handler)
             .await
+    }
+
+    /// Transactional mode: runs `handler` once for `key` and `request` inside a transaction on
+    /// `store`'s own database, and writes the completion in that transaction, fenced by the
+    /// claim, so the handler's writes and the record commit together. Retries get the stored
+    /// `Ok` value. An `Err`, a panic or a lapsed claim rolls everything back (an `Err` also
+    /// releases the key): exactly once for the writes made on `tx`. Write every query on the
+    /// transaction the closure gets; the library commits it.
+    ///
+    /// ```
+    /// use idempotent_runtime::{Error, Idempotent, IdempotencyKey, SqliteStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// sqlx::query("CREATE TABLE charges (cents INTEGER)").execute(&pool).await?;
+    /// let store = SqliteStore::new(pool.clone());
+    /// store.migrate().await?;
+    /// let key = IdempotencyKey::new("charge-1")?;
+    /// let op = Idempotent::new("charges.create");
+    /// let failed: Result<(), Error> = op
+    ///     .run_in_transaction(&store, &key, &500, async |tx| {
+    ///         sqlx::query("INSERT INTO charges VALUES (500)").execute(&mut **tx).await
+    ///             .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
+    ///         Err(Error::NotReplayable) // the gateway said no: the row above rolls back
+    ///     })
+    ///     .await;
+    /// assert!(failed.is_err());
+    /// let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM charges").fetch_one(&pool).await?;
+    /// assert_eq!(rows, 0, "nothing was committed; the key is free for the retry");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The handler's own errors, and every [`Error`] of the protocol through `E: From<Error>`.
+    pub async fn run_in_transaction<S, T, E, Q, H>(
+        &self,
+        store: &S,
+        key: &IdempotencyKey,
+        request: &Q,
+        handler: H,
+    ) -> Result<T, E>
+    where
+        S: TransactionalStore,
+        Q: Serialize + ?Sized,
+        H: AsyncFnOnce(&mut S::Transaction) -> Result<T, E>,
+        Plain: ResultCodec<Result<T, E>>,
+    {
+        let fingerprint = match self.fingerprint(request) {
+            Ok(fingerprint) => fingerprint,
+            Err(e) => return answer::<_, Plain>(&Observer::start(self.operation), e),
+        };
+        let scope = self.scope.as_deref();
+        super::transaction::run(
+            store,
+            &self.spec,
+            self.operation,
+            scope,
+            key,
+            fingerprint,
+            handler,
+        )
+        .await
     }
 
     async fn run_with<R, C: ResultCodec<R>, Q: Serialize + ?Sized, F: Future<Output = R>>(

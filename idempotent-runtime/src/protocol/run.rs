@@ -52,21 +52,11 @@ where
         // lapses with its lease.
         return answer::<R, C>(observer, Error::HandlerPanicked);
     };
-    let kind = store.kind();
     let completed = match C::encode(&result, spec.max_body) {
         Disposition::Complete(response) => entry.complete(response),
         Disposition::NotReplayable => entry.complete_not_replayable(),
         Disposition::Release => {
-            // Fenced: a release with a stale token changes nothing. If it fails the claim
-            // lapses with its lease, which is just as safe.
-            if let Err(e) = store_call(kind, "release", store.release(key, token)).await {
-                observer.report(
-                    Severity::Warn,
-                    "the claim of a failed request could not be released; it lapses with its lease",
-                    &e,
-                );
-            }
-            observer.outcome(Outcome::Released);
+            release(observer, store, key, token).await;
             return result;
         }
     };
@@ -113,11 +103,30 @@ where
     }
 }
 
+/// Gives the claim up (nothing was committed) so a retry may run again. Fenced: a release with
+/// a stale token changes nothing; if it fails the claim lapses with its lease, which is just
+/// as safe.
+pub(super) async fn release(
+    observer: &Observer,
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    token: FencingToken,
+) {
+    if let Err(e) = store_call(store.kind(), "release", store.release(key, token)).await {
+        observer.report(
+            Severity::Warn,
+            "the claim of a failed request could not be released; it lapses with its lease",
+            &e,
+        );
+    }
+    observer.outcome(Outcome::Released);
+}
+
 /// The answer for a handler whose completion was refused as stale: its claim lapsed (a slow
 /// handler, a stalled process, an unreachable store) and the key may have been taken over. If
 /// the key completed for the same request, that result is the answer every retry gets, so
 /// this caller gets it too; otherwise [`Error::StaleFencingToken`].
-async fn superseded<R, C: ResultCodec<R>>(
+pub(super) async fn superseded<R, C: ResultCodec<R>>(
     observer: &Observer,
     store: &dyn IdempotencyStore,
     key: &IdempotencyKey,

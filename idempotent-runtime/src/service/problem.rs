@@ -322,6 +322,7 @@ impl From<Error> for Problem {
             Error::Fingerprint(_)
             | Error::InvalidDuration { .. }
             | Error::NoStore
+            | Error::Misconfigured(_)
             | Error::DefaultStoreAlreadySet => ProblemKind::Internal,
         };
         Self::new(kind, detail)

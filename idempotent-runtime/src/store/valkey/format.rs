@@ -15,8 +15,7 @@
 //! new prefix. Decoding checks every length against what is left: arbitrary bytes give an
 //! error, never a panic and never a partial record.
 
-use bytes::{Bytes, BytesMut};
-
+use crate::store::wire::{Reader, decode_response, encode_response};
 use crate::{
     CachedResponse, CompletedRecord, Error, ExistingEntry, FencingToken, Fingerprint,
     ProcessingRecord,
@@ -61,25 +60,6 @@ pub(crate) enum State<'a> {
     NotReplayable,
 }
 
-fn encode_response(response: &CachedResponse, out: &mut Vec<u8>) -> Result<(), Error> {
-    let too_large = |what: &str| Error::Corrupt(format!("response {what} too large to store"));
-    out.extend_from_slice(&response.status().to_be_bytes());
-    let count = u16::try_from(response.headers().len()).map_err(|_| too_large("header count"))?;
-    out.extend_from_slice(&count.to_be_bytes());
-    for (name, value) in response.headers() {
-        let len = u16::try_from(name.len()).map_err(|_| too_large("header name"))?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(name.as_bytes());
-        let len = u32::try_from(value.len()).map_err(|_| too_large("header value"))?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(value);
-    }
-    let len = u32::try_from(response.body().len()).map_err(|_| too_large("body"))?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(response.body());
-    Ok(())
-}
-
 /// The live record `bytes` encode.
 ///
 /// # Errors
@@ -110,54 +90,6 @@ fn decode(bytes: &[u8]) -> Result<ExistingEntry, String> {
         return Err(format!("{} trailing bytes", input.0.len()));
     }
     Ok(existing)
-}
-
-fn decode_response(input: &mut Reader<'_>) -> Result<CachedResponse, String> {
-    let status = u16::from_be_bytes(input.array("status")?);
-    let count = u16::from_be_bytes(input.array("header count")?);
-    let mut headers = Vec::with_capacity(usize::from(count).min(64));
-    for _ in 0..count {
-        let len = u16::from_be_bytes(input.array("header name length")?);
-        let name = input.take(usize::from(len), "header name")?;
-        let name = std::str::from_utf8(name).map_err(|_| "header name is not UTF-8".to_owned())?;
-        let len = u32::from_be_bytes(input.array("header value length")?);
-        let value = input.take(widen(len), "header value")?;
-        headers.push((name.to_owned(), Bytes::copy_from_slice(value)));
-    }
-    let len = u32::from_be_bytes(input.array("body length")?);
-    let body = input.take(widen(len), "body")?;
-    let mut response = CachedResponse::new(status, BytesMut::from(body).freeze());
-    for (name, value) in headers {
-        response = response.with_header(name, value);
-    }
-    Ok(response)
-}
-
-fn widen(len: u32) -> usize {
-    usize::try_from(len).unwrap_or(usize::MAX)
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err(format!(
-                "truncated at the {what}: {n} bytes needed, {} left",
-                self.0.len()
-            ));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
-        let bytes = self.take(N, what)?;
-        let mut out = [0; N];
-        out.copy_from_slice(bytes);
-        Ok(out)
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,205 @@
+//! `SqliteStore` (temporary files) and `PostgresStore` (a private server this file starts):
+//! the conformance suite, the schema checks, corrupt rows, an unreachable database, and
+//! transactional mode — the handler's writes and the record commit together or not at all.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use idempotent_runtime::conformance::{self, Harness};
+use idempotent_runtime::{
+    Error, IdempotencyKey, IdempotencyStore, Idempotent, PostgresStore, SqliteStore, storage_key,
+};
+use idempotent_tests::postgres_server::PostgresServer;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+struct Sql<S>(S);
+
+impl<S: IdempotencyStore> Harness for Sql<S> {
+    type Store = S;
+
+    fn store(&self) -> &S {
+        &self.0
+    }
+
+    async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await; // the database's clock
+    }
+}
+
+async fn run_conformance<S: IdempotencyStore>(store: S) {
+    let harness = Sql(store);
+    for (name, check) in conformance::checks::<Sql<S>>() {
+        if let Err(message) = check(&harness).await {
+            panic!("conformance check `{name}` failed: {message}");
+        }
+    }
+}
+
+/// A SQLite database in a fresh temporary file, and its path's directory (kept alive).
+async fn sqlite() -> (sqlx::SqlitePool, tempdir::Dir) {
+    let dir = tempdir::Dir::new("sqlite");
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("app.db"))
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .expect("open sqlite");
+    (pool, dir)
+}
+
+async fn postgres(server: &PostgresServer) -> sqlx::PgPool {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(&server.url())
+        .await
+        .expect("connect to the test server")
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A directory removed on drop.
+    pub(crate) struct Dir(PathBuf);
+
+    impl Dir {
+        pub(crate) fn new(tag: &str) -> Self {
+            let n: u64 = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0));
+            let path =
+                std::env::temp_dir().join(format!("idempotent-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&path).expect("create a temporary directory");
+            Self(path)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_conformance_suite() {
+    let (pool, _dir) = sqlite().await;
+    let store = SqliteStore::new(pool);
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrate is idempotent");
+    run_conformance(store).await;
+}
+
+#[tokio::test]
+async fn postgres_passes_the_conformance_suite() {
+    let server = PostgresServer::start();
+    let store = PostgresStore::new(postgres(&server).await);
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrate is idempotent");
+    run_conformance(store).await;
+}
+
+#[tokio::test]
+async fn a_missing_schema_is_a_clear_error_naming_migrate() {
+    let (pool, _dir) = sqlite().await;
+    let server = PostgresServer::start();
+    let stores: [Arc<dyn IdempotencyStore>; 2] = [
+        Arc::new(SqliteStore::new(pool)),
+        Arc::new(PostgresStore::new(postgres(&server).await)),
+    ];
+    let key = IdempotencyKey::new("k").expect("key");
+    for store in stores {
+        let runs = AtomicUsize::new(0);
+        let result = Idempotent::new("schema")
+            .store(&*store)
+            .run(&key, &1, async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Error>(())
+            })
+            .await;
+        match result {
+            Err(Error::Misconfigured(message)) => {
+                assert!(message.contains("migrate()"), "{message}");
+            }
+            other => panic!("{}: {other:?}", store.kind()),
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "nothing ran");
+    }
+    assert!(matches!(
+        SqliteStore::new(sqlite().await.0).table("users; drop table x"),
+        Err(Error::Misconfigured(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_row_that_cannot_be_decoded_is_corrupt_never_absent() {
+    let server = PostgresServer::start();
+    let pool = postgres(&server).await;
+    let store = PostgresStore::new(pool.clone());
+    store.migrate().await.expect("migrate");
+    let key = IdempotencyKey::new("garbage").expect("key");
+    let stored = storage_key("garbage", None, &key);
+    sqlx::query(
+        "INSERT INTO idempotency_records VALUES ($1, 1, '\\x0102'::bytea, '\\x00'::bytea, 1, 9999999999999, NULL)",
+    )
+    .bind(stored.as_str())
+    .execute(&pool)
+    .await
+    .expect("insert garbage");
+    let runs = AtomicUsize::new(0);
+    let result = Idempotent::new("garbage")
+        .store(&store)
+        .run(&key, &1, async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(matches!(result, Err(Error::Corrupt(_))), "{result:?}");
+    assert!(matches!(store.get(&stored).await, Err(Error::Corrupt(_))));
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_paused_database_is_503_and_recovers_without_a_duplicate() {
+    let server = PostgresServer::start();
+    let store = PostgresStore::new(postgres(&server).await).timeout(Duration::from_millis(300));
+    store.migrate().await.expect("migrate");
+    let key = IdempotencyKey::new("paused").expect("key");
+    let runs = AtomicUsize::new(0);
+    let op = Idempotent::new("charge").store(&store);
+    let charge = || {
+        op.run(&key, &1, async {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok::<_, Error>(n)
+        })
+    };
+    server.pause();
+    let down = charge().await;
+    assert!(matches!(&down, Err(Error::StoreUnavailable(_))), "{down:?}");
+    server.resume();
+    let mut first = None;
+    for _ in 0..50 {
+        match charge().await {
+            Ok(n) => {
+                first = Some(n);
+                break;
+            }
+            Err(Error::StoreUnavailable(_) | Error::InFlight) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(first, Some(1), "ran once after the database came back");
+    assert_eq!(charge().await.ok(), Some(1), "replayed");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
