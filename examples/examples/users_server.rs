@@ -1,9 +1,13 @@
-//! A little user service made retry-safe with one attribute: `POST /users` inserts a row into
-//! an embedded SQLite database, so "exactly once" is visible as rows (`GET /users`).
+//! A little user service made retry-safe with one attribute: `POST /users` inserts a row, so
+//! "exactly once" is visible as rows (`GET /users`).
 //!
 //! `cargo run --example users_server` — listens on 127.0.0.1:3000 (`PORT` to change, 0 for
-//! any free port), keeps its database in a temporary file (`DATABASE_PATH` to choose), and
-//! uses the in-memory idempotency store, or `ValkeyStore` when `IDEMPOTENT_REDIS_URL` is set.
+//! any free port) and keeps its users **and its idempotency records in one SQLite database**
+//! (a temporary file; `DATABASE_PATH` to choose), in transactional mode: the user row and the
+//! record commit in one transaction, so a crash, an error or a stalled request never leaves a
+//! row without its record — exactly once. With `DATABASE_URL=postgres://…` the same runs on
+//! PostgreSQL. With `IDEMPOTENT_REDIS_URL=redis://…` the records live in Valkey/Redis instead
+//! (several instances share them; at most once, not transactional).
 //!
 //! ```sh
 //! curl -i -X POST localhost:3000/users -H 'Idempotency-Key: 9f1c' -H 'content-type: application/json' -d '{"name":"Ada","email":"ada@example.com"}'
@@ -11,21 +15,18 @@
 //! curl -i -X POST localhost:3000/users -H 'Idempotency-Key: 9f1c' -H 'content-type: application/json' -d '{"name":"Eve","email":"eve@example.com"}'   # 422
 //! ```
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use idempotent_runtime::{IdempotencyStore, MemoryStore, ValkeyStore, idempotent};
+use idempotent_runtime::{IdempotencyStore, PostgresStore, SqliteStore, ValkeyStore, idempotent};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone)]
-struct AppState {
-    db: Arc<Mutex<rusqlite::Connection>>,
-    idempotency: Arc<dyn IdempotencyStore>,
-}
+const INSERT: &str = "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id";
+const LIST: &str = "SELECT id, name, email FROM users ORDER BY id";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct NewUser {
@@ -33,7 +34,7 @@ struct NewUser {
     email: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 struct User {
     id: i64,
     name: String,
@@ -45,95 +46,157 @@ struct ApiError(String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // A 5xx releases the idempotency key: the client may retry.
+        // A 5xx rolls the transaction back and releases the key: the client may retry.
         (StatusCode::INTERNAL_SERVER_ERROR, self.0).into_response()
     }
 }
 
-/// Creates a user: runs once per `Idempotency-Key`; retries get the stored response.
-#[idempotent(key = header, ttl = "24h", store = state.idempotency, skip(state), name = "users.create")]
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(format!("database: {e}"))
+    }
+}
+
+/// Creates a user: once per `Idempotency-Key`. The insert runs on `tx`, the transaction the
+/// library commits together with the idempotency record.
+#[idempotent(key = header, ttl = "24h", store = store, transaction = tx, name = "users.create")]
 async fn create_user(
-    State(state): State<AppState>,
+    State(store): State<SqliteStore>,
     Json(p): Json<NewUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let db = state.db.clone();
-    let user = tokio::task::spawn_blocking(move || {
-        let db = db
-            .lock()
-            .map_err(|_| ApiError("database lock poisoned".into()))?;
-        db.execute(
-            "INSERT INTO users (name, email) VALUES (?1, ?2)",
-            (&p.name, &p.email),
-        )
-        .map_err(|e| ApiError(format!("insert failed: {e}")))?;
-        Ok::<_, ApiError>(User {
-            id: db.last_insert_rowid(),
+    let (id,): (i64,) = sqlx::query_as(INSERT)
+        .bind(&p.name)
+        .bind(&p.email)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(User {
+            id,
             name: p.name,
             email: p.email,
-        })
-    })
-    .await
-    .map_err(|e| ApiError(format!("database task failed: {e}")))??;
-    Ok((StatusCode::CREATED, Json(user)))
+        }),
+    ))
 }
 
-/// Lists every user row.
-async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
-    let db = state
-        .db
-        .lock()
-        .map_err(|_| ApiError("database lock poisoned".into()))?;
-    let mut query = db
-        .prepare("SELECT id, name, email FROM users ORDER BY id")
-        .map_err(|e| ApiError(e.to_string()))?;
-    let rows = query
-        .query_map([], |row| {
-            Ok(User {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                email: row.get(2)?,
-            })
-        })
-        .map_err(|e| ApiError(e.to_string()))?;
-    let users = rows
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError(e.to_string()))?;
-    Ok(Json(users))
+/// The same on PostgreSQL.
+#[idempotent(key = header, ttl = "24h", store = store, transaction = tx, name = "users.create")]
+async fn create_user_pg(
+    State(store): State<PostgresStore>,
+    Json(p): Json<NewUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let (id,): (i64,) = sqlx::query_as(INSERT)
+        .bind(&p.name)
+        .bind(&p.email)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(User {
+            id,
+            name: p.name,
+            email: p.email,
+        }),
+    ))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// With the records in Valkey: the row commits on its own, the record in Redis (at most once).
+#[derive(Clone)]
+struct Shared {
+    db: sqlx::SqlitePool,
+    idempotency: Arc<dyn IdempotencyStore>,
+}
+
+#[idempotent(key = header, ttl = "24h", store = state.idempotency, name = "users.create")]
+async fn create_user_shared(
+    State(state): State<Shared>,
+    Json(p): Json<NewUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let (id,): (i64,) = sqlx::query_as(INSERT)
+        .bind(&p.name)
+        .bind(&p.email)
+        .fetch_one(&state.db)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(User {
+            id,
+            name: p.name,
+            email: p.email,
+        }),
+    ))
+}
+
+async fn list_sqlite(State(store): State<SqliteStore>) -> Result<Json<Vec<User>>, ApiError> {
+    Ok(Json(sqlx::query_as(LIST).fetch_all(store.pool()).await?))
+}
+
+async fn list_postgres(State(store): State<PostgresStore>) -> Result<Json<Vec<User>>, ApiError> {
+    Ok(Json(sqlx::query_as(LIST).fetch_all(store.pool()).await?))
+}
+
+async fn list_shared(State(state): State<Shared>) -> Result<Json<Vec<User>>, ApiError> {
+    Ok(Json(sqlx::query_as(LIST).fetch_all(&state.db).await?))
+}
+
+/// The app and a line saying where its data lives.
+async fn app() -> Result<(Router, String), Box<dyn std::error::Error>> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        let pool = sqlx::PgPool::connect(&url).await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS users (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL)")
+            .execute(&pool)
+            .await?;
+        let store = PostgresStore::new(pool);
+        store.migrate().await?;
+        let router = Router::new()
+            .route("/users", post(create_user_pg).get(list_postgres))
+            .with_state(store);
+        return Ok((
+            router,
+            "users and idempotency records: PostgreSQL, transactional".to_owned(),
+        ));
+    }
     let path = std::env::var("DATABASE_PATH").map_or_else(
         |_| std::env::temp_dir().join(format!("idempotent-users-{}.db", std::process::id())),
         std::path::PathBuf::from,
     );
-    let db = rusqlite::Connection::open(&path)?;
-    db.execute_batch(
-        "CREATE TABLE IF NOT EXISTS users (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            name TEXT NOT NULL,
-            email TEXT NOT NULL
-        )",
-    )?;
-    let (idempotency, kind): (Arc<dyn IdempotencyStore>, String) =
-        match std::env::var("IDEMPOTENT_REDIS_URL") {
-            Ok(url) => (
-                Arc::new(ValkeyStore::connect(&url).await?),
-                format!("valkey at {url}"),
-            ),
-            Err(_) => (Arc::new(MemoryStore::new()), "in-memory".to_owned()),
-        };
-    let state = AppState {
-        db: Arc::new(Mutex::new(db)),
-        idempotency,
-    };
-    let app = Router::new()
-        .route("/users", post(create_user).get(list_users))
-        .with_state(state);
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let db = sqlx::SqlitePool::connect_with(options).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL)")
+        .execute(&db)
+        .await?;
+    if let Ok(url) = std::env::var("IDEMPOTENT_REDIS_URL") {
+        let idempotency = Arc::new(ValkeyStore::connect(&url).await?);
+        let router = Router::new()
+            .route("/users", post(create_user_shared).get(list_shared))
+            .with_state(Shared { db, idempotency });
+        let place = format!(
+            "users: {}; idempotency records: valkey at {url}",
+            path.display()
+        );
+        return Ok((router, place));
+    }
+    let store = SqliteStore::new(db);
+    store.migrate().await?;
+    let router = Router::new()
+        .route("/users", post(create_user).get(list_sqlite))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(store);
+    let place = format!(
+        "users and idempotency records: {} (SQLite, transactional)",
+        path.display()
+    );
+    Ok((router, place))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (app, place) = app().await?;
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
-    println!("database: {}", path.display());
-    println!("idempotency store: {kind}");
+    println!("{place}");
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())

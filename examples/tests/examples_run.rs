@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use idempotent_tests::postgres_server::PostgresServer;
 use idempotent_tests::redis_server::RedisServer;
 
 fn run_example(name: &str) -> String {
@@ -103,6 +104,10 @@ struct Server {
 
 impl Server {
     fn start(redis_url: Option<&str>) -> Self {
+        Self::start_with(redis_url, None)
+    }
+
+    fn start_with(redis_url: Option<&str>, database_url: Option<&str>) -> Self {
         let db = std::env::temp_dir().join(format!(
             "idempotent-example-{}-{}.db",
             std::process::id(),
@@ -114,10 +119,14 @@ impl Server {
             .env("PORT", "0")
             .env("DATABASE_PATH", &db)
             .env_remove("IDEMPOTENT_REDIS_URL")
+            .env_remove("DATABASE_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(url) = redis_url {
             command.env("IDEMPOTENT_REDIS_URL", url);
+        }
+        if let Some(url) = database_url {
+            command.env("DATABASE_URL", url);
         }
         let mut child = command.spawn().expect("start users_server");
         let stdout = child.stdout.take().expect("stdout");
@@ -190,8 +199,15 @@ async fn readme_walkthrough(server: &Server) {
 }
 
 #[tokio::test]
-async fn users_server_inserts_one_row_per_key_on_the_memory_store() {
+async fn users_server_inserts_one_row_per_key_on_sqlite_in_one_transaction() {
     let server = Server::start(None);
+    readme_walkthrough(&server).await;
+}
+
+#[tokio::test]
+async fn users_server_inserts_one_row_per_key_on_postgres() {
+    let postgres = PostgresServer::start();
+    let server = Server::start_with(None, Some(&postgres.url()));
     readme_walkthrough(&server).await;
 }
 

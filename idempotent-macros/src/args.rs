@@ -47,9 +47,11 @@ pub(crate) struct Args {
     pub(crate) name: Option<(Span, LitStr)>,
     pub(crate) concurrent: Option<(Span, Concurrent)>,
     pub(crate) cache_errors: Option<(Span, ())>,
+    /// `transaction = tx`: transactional mode; the body gets the transaction as `tx`.
+    pub(crate) transaction: Option<(Span, Ident)>,
 }
 
-const OPTIONS: &str = "`key`, `ttl`, `lease`, `store`, `skip`, `fingerprint`, `scope`, `name`, `concurrent`, `cache_errors`";
+const OPTIONS: &str = "`key`, `ttl`, `lease`, `store`, `skip`, `fingerprint`, `scope`, `name`, `concurrent`, `cache_errors`, `transaction`";
 
 impl Args {
     /// Parses the attribute's arguments; errors are collected, not stopped at.
@@ -121,6 +123,15 @@ impl Args {
             "concurrent" => {
                 let expr: Expr = meta.value()?.parse()?;
                 set(&mut self.concurrent, span, "concurrent", concurrent(&expr)?)
+            }
+            "transaction" => {
+                let name: Ident = meta.value()?.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "`transaction` names the binding the body gets the transaction as: `transaction = tx`",
+                    )
+                })?;
+                set(&mut self.transaction, span, "transaction", name)
             }
             "cache_errors" => {
                 if !meta.input.is_empty() && !meta.input.peek(Token![,]) {

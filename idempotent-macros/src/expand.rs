@@ -82,6 +82,9 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
         quote_spanned!(ret.span()=> ::idempotent_runtime::__private::Plain)
     };
     let store = match &valid.args.store {
+        Some((_, expr)) if valid.args.transaction.is_some() => quote_spanned! {expr.span()=>
+            let __idempotent_store_handle = #rt::store_handle(&(#expr));
+        },
         Some((_, expr)) => quote_spanned! {expr.span()=>
             let __idempotent_store_handle = #rt::store_handle(&(#expr));
             let __idempotent_store: &dyn #rt::IdempotencyStore = &__idempotent_store_handle;
@@ -94,17 +97,40 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
     let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
     // The whole call and its `.await` carry the return type's span: the bound is checked at
     // the call and again where the future is awaited, and both then point at the return type.
-    let run = quote_spanned! {ret.span()=>
-        ::idempotent_runtime::__private::run::<#ret, #codec, _>(
-            __idempotent_store,
-            &__IDEMPOTENT_SPEC,
-            __idempotent_operation,
-            ::core::option::Option::as_deref(&__idempotent_scope),
-            __idempotent_key,
-            __idempotent_fingerprint,
-            __idempotent_body,
-        )
-        .await
+    let run = if let Some((_, tx)) = &valid.args.transaction {
+        quote_spanned! {ret.span()=>
+            ::idempotent_runtime::__private::run_transactional::<#ret, #codec, _, _, _>(
+                &__idempotent_store_handle,
+                &__IDEMPOTENT_SPEC,
+                __idempotent_operation,
+                ::core::option::Option::as_deref(&__idempotent_scope),
+                __idempotent_key,
+                __idempotent_fingerprint,
+                #[allow(unused_mut)]
+                move |mut __idempotent_tx| async move {
+                    let __idempotent_value = #rt::typed::<#ret, _>(async {
+                        let #tx = &mut __idempotent_tx;
+                        #body
+                    })
+                    .await;
+                    (__idempotent_tx, __idempotent_value)
+                },
+            )
+            .await
+        }
+    } else {
+        quote_spanned! {ret.span()=>
+            ::idempotent_runtime::__private::run::<#ret, #codec, _>(
+                __idempotent_store,
+                &__IDEMPOTENT_SPEC,
+                __idempotent_operation,
+                ::core::option::Option::as_deref(&__idempotent_scope),
+                __idempotent_key,
+                __idempotent_fingerprint,
+                #rt::typed::<#ret, _>(async move #body),
+            )
+            .await
+        }
     };
     quote! {
         #(#attrs)*
@@ -116,7 +142,6 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
             let __idempotent_fingerprint = #rt::fingerprint(__idempotent_operation, &(#(&#fingerprinted,)*));
             let __idempotent_scope = #scope;
             #store
-            let __idempotent_body = #rt::typed::<#ret, _>(async move #body);
             #run
         }
     }
@@ -126,8 +151,8 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
 /// `Response`, and the body runs detached under `__private::execute_http`.
 fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
     let rt = quote!(::idempotent_runtime::__private);
-    let (item, ret) = (valid.item, valid.ret);
-    let (attrs, vis, body) = (&item.attrs, &item.vis, &item.body);
+    let item = valid.item;
+    let (attrs, vis) = (&item.attrs, &item.vis);
     let Common {
         operation,
         spec,
@@ -150,6 +175,35 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
         Some((_, expr)) => quote_spanned!(expr.span()=> #rt::store_handle(&(#expr))),
         None => quote!(#rt::implicit_store(#operation)),
     };
+    let (witness, call) = http_call(valid);
+    let mut sig = item.sig.clone();
+    sig.inputs
+        .insert(0, syn::parse_quote!(__idempotent_head: #rt::RequestHead));
+    sig.output = syn::parse_quote!(-> #rt::Response);
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            static __IDEMPOTENT_HTTP: #rt::HttpOptions = #options;
+            #witness
+            #checks
+            let __idempotent_fingerprint = #rt::fingerprint_http(
+                &__IDEMPOTENT_HTTP,
+                &__idempotent_head,
+                &(#(&#fingerprinted,)*),
+            );
+            let __idempotent_scope = #scope;
+            let __idempotent_store = #store;
+            #call
+        }
+    }
+}
+
+/// The witness of an `impl Trait` return type (empty otherwise), and the call that runs the
+/// handler's body under the protocol: detached by `execute_http`, or — in transactional mode —
+/// as a whole, spawned here where the handler's type is known.
+fn http_call(valid: &Validated<'_>) -> (TokenStream, TokenStream) {
+    let rt = quote!(::idempotent_runtime::__private);
+    let (ret, body) = (valid.ret, &valid.item.body);
     // The block gets the declared type (so `?` infers), unless it is `impl Trait`, which
     // cannot be named there; then a never-called witness fn keeps the user's return type (and
     // the imports it names) in use and checks that it is a response type.
@@ -171,23 +225,36 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
     let into_response = quote_spanned! {ret.span()=>
         ::idempotent_runtime::__private::into_response(__idempotent_value)
     };
-    let mut sig = item.sig.clone();
-    sig.inputs
-        .insert(0, syn::parse_quote!(__idempotent_head: #rt::RequestHead));
-    sig.output = syn::parse_quote!(-> #rt::Response);
-    quote! {
-        #(#attrs)*
-        #vis #sig {
-            static __IDEMPOTENT_HTTP: #rt::HttpOptions = #options;
-            #witness
-            #checks
-            let __idempotent_fingerprint = #rt::fingerprint_http(
+    // In transactional mode the body borrows the transaction as `tx`, in a block of its own so
+    // that a `return` in it returns the handler's value.
+    let typed_tx_block = match &valid.args.transaction {
+        Some((_, tx)) if contains_impl_trait(ret) => quote!(async {
+            let #tx = &mut __idempotent_tx;
+            #body
+        }),
+        Some((_, tx)) => quote!(#rt::typed::<#ret, _>(async {
+            let #tx = &mut __idempotent_tx;
+            #body
+        })),
+        None => TokenStream::new(),
+    };
+    let call = match &valid.args.transaction {
+        // The whole protocol runs detached, spawned here, where the handler's type is known.
+        Some(_) => quote! {
+            #rt::detach(#rt::execute_http_transactional(
+                __idempotent_store,
                 &__IDEMPOTENT_HTTP,
-                &__idempotent_head,
-                &(#(&#fingerprinted,)*),
-            );
-            let __idempotent_scope = #scope;
-            let __idempotent_store = #store;
+                __idempotent_head,
+                __idempotent_scope,
+                __idempotent_fingerprint,
+                move |mut __idempotent_tx| async move {
+                    let __idempotent_value = #typed_tx_block.await;
+                    (__idempotent_tx, #into_response)
+                },
+            ))
+            .await
+        },
+        None => quote! {
             let __idempotent_body = async move {
                 let __idempotent_value = #typed_block.await;
                 #into_response
@@ -201,8 +268,9 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
                 __idempotent_body,
             )
             .await
-        }
-    }
+        },
+    };
+    (witness, call)
 }
 
 fn contains_impl_trait(ty: &syn::Type) -> bool {

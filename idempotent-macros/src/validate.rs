@@ -56,6 +56,12 @@ pub(crate) fn validate<'a>(
             "a method needs a stable operation name, since two types may share a method name in one module: add `name = \"orders.pay\"`",
         ));
     }
+    if let (Some((span, _)), None) = (&args.transaction, &args.store) {
+        errors.push(syn::Error::new(
+            *span,
+            "`transaction = …` needs the store it opens the transaction on: add `store = <a PostgresStore or SqliteStore>`",
+        ));
+    }
     let bound = bound_arguments(item);
     check_selection(args, &bound, &mut errors);
     errors.finish()?;

@@ -72,6 +72,42 @@ where
     }
 }
 
+/// Runs a plain `#[idempotent(…, transaction = tx)]` fn: as [`run`], in transactional mode on
+/// `store` (the body gets the transaction).
+pub async fn run_transactional<R, C, S, H, F>(
+    store: &S,
+    spec: &Spec,
+    operation: &str,
+    scope: Option<&str>,
+    key: Result<IdempotencyKey, Error>,
+    fingerprint: Result<Fingerprint, Error>,
+    handler: H,
+) -> R
+where
+    C: ResultCodec<R>,
+    S: crate::store::TransactionalStore,
+    H: FnOnce(S::Transaction) -> F,
+    F: core::future::Future<Output = (S::Transaction, R)>,
+{
+    match (key, fingerprint) {
+        (Ok(key), Ok(fingerprint)) => {
+            crate::protocol::transaction::run::<R, C, S, H, F>(
+                store,
+                spec,
+                operation,
+                scope,
+                &key,
+                fingerprint,
+                handler,
+            )
+            .await
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            crate::protocol::answer::<R, C>(&crate::observe::Observer::start(operation), error)
+        }
+    }
+}
+
 /// The fingerprint of the operation and its fingerprinted arguments.
 ///
 /// # Errors
@@ -160,4 +196,40 @@ where
 {
     let key = head.key(options);
     crate::service::run(store, options, scope, key, fingerprint, handler).await
+}
+
+/// Runs an HTTP handler in transactional mode (`key = header, transaction = tx`): the whole
+/// protocol, from the claim on, in one detached task (the generated code spawns the future
+/// with [`detach`], where the handler's type is known, so its `Send` is checked there).
+#[cfg(feature = "axum")]
+pub async fn execute_http_transactional<S, H, F>(
+    store: S,
+    options: &'static HttpOptions,
+    head: RequestHead,
+    scope: Option<String>,
+    fingerprint: Result<Fingerprint, Error>,
+    handler: H,
+) -> Response
+where
+    S: crate::store::TransactionalStore + 'static,
+    H: FnOnce(S::Transaction) -> F,
+    F: core::future::Future<Output = (S::Transaction, Response)>,
+{
+    let key = head.key(options);
+    crate::service::run_transactional(store, options, scope, key, fingerprint, handler).await
+}
+
+/// Spawns `future` on the current tokio runtime and waits for it: the client going away cannot
+/// cancel it. A panic that escaped it is a 500 problem.
+#[cfg(feature = "axum")]
+pub async fn detach<F>(future: F) -> Response
+where
+    F: core::future::Future<Output = Response> + Send + 'static,
+{
+    match tokio::spawn(future).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(crate::service::Problem::from(
+            Error::HandlerPanicked,
+        )),
+    }
 }

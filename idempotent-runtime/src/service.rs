@@ -71,6 +71,54 @@ where
     run_with::<Http, _, _, _>(store, options, scope, key, fingerprint, handler).await
 }
 
+/// Runs `handler` in transactional mode for one HTTP request (the caller detaches the whole
+/// future): the response is captured inside the transaction, and a status the options do not
+/// store rolls it back.
+pub(crate) async fn run_transactional<S, H, F>(
+    store: S,
+    options: &'static HttpOptions,
+    scope: Option<String>,
+    key: Result<Option<IdempotencyKey>, Problem>,
+    fingerprint: Result<Fingerprint, Error>,
+    handler: H,
+) -> Response
+where
+    S: crate::store::TransactionalStore + 'static,
+    H: FnOnce(S::Transaction) -> F,
+    F: Future<Output = (S::Transaction, Response)>,
+{
+    let key = match key {
+        Ok(Some(key)) => key,
+        // An optional key that was not sent: the handler runs unprotected, still in a
+        // transaction it must get.
+        Ok(None) => return reject(options, Problem::missing_key(&options.header)),
+        Err(problem) => return reject(options, problem),
+    };
+    let fingerprint = match fingerprint {
+        Ok(fingerprint) => fingerprint,
+        Err(e) => return reject(options, Problem::from(e)),
+    };
+    let (spec, operation, stores) = (&options.spec, options.operation(), options.stores);
+    let capture = move |transaction| {
+        let ran = handler(transaction);
+        async move {
+            let (transaction, response) = ran.await;
+            (transaction, Buffered::capture(response, stores).await)
+        }
+    };
+    crate::protocol::transaction::run::<Buffered, Http, S, _, _>(
+        &store,
+        spec,
+        operation,
+        scope.as_deref(),
+        &key,
+        fingerprint,
+        capture,
+    )
+    .await
+    .into_response()
+}
+
 /// The answer for a request refused before the protocol ran (a bad key or scope, a request
 /// that cannot be fingerprinted), recorded as the execution's outcome.
 pub(crate) fn reject(options: &HttpOptions, problem: Problem) -> Response {

@@ -189,6 +189,11 @@ impl From<IdempotencyEntry<Completed>> for CompletedRecord {
 /// # Ok(())
 /// # }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot run a handler in a transaction",
+    label = "`transaction = …` needs a store whose records live in the handler's database",
+    note = "use a `SqliteStore` or `PostgresStore` built on the application's pool (features `sqlite`, `postgres`), or drop `transaction = …`"
+)]
 #[async_trait]
 pub trait TransactionalStore: IdempotencyStore {
     /// The handler's transaction (a sqlx `Transaction` on the store's pool).
@@ -220,6 +225,35 @@ pub trait TransactionalStore: IdempotencyStore {
     /// [`Error::StoreUnavailable`] (a commit whose outcome is unknown, too).
     async fn commit(&self, transaction: Self::Transaction) -> Result<(), Error>;
 }
+
+macro_rules! forward_transactional {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<S: TransactionalStore + ?Sized> TransactionalStore for $ty {
+            type Transaction = S::Transaction;
+
+            async fn begin(&self) -> Result<Self::Transaction, Error> {
+                (**self).begin().await
+            }
+
+            async fn complete_in(
+                &self,
+                transaction: &mut Self::Transaction,
+                key: &IdempotencyKey,
+                entry: IdempotencyEntry<Completed>,
+                token: FencingToken,
+            ) -> Result<(), Error> {
+                (**self).complete_in(transaction, key, entry, token).await
+            }
+
+            async fn commit(&self, transaction: Self::Transaction) -> Result<(), Error> {
+                (**self).commit(transaction).await
+            }
+        }
+    )*};
+}
+
+forward_transactional!(Arc<S>, &S);
 
 /// The source of an [`Error::StoreUnavailable`] whose call was sent but whose reply never came
 /// (a response timeout): the call **may have taken effect**. A store wraps such failures in it,

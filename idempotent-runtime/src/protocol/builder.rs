@@ -196,7 +196,11 @@ impl<'a> Idempotent<'a> {
             Err(e) => return answer::<_, Plain>(&Observer::start(self.operation), e),
         };
         let scope = self.scope.as_deref();
-        super::transaction::run(
+        let handler = move |mut transaction| async move {
+            let result = handler(&mut transaction).await;
+            (transaction, result)
+        };
+        super::transaction::run::<_, Plain, S, _, _>(
             store,
             &self.spec,
             self.operation,

@@ -15,7 +15,7 @@ mod lost;
 mod run;
 mod spec;
 mod stored_key;
-mod transaction;
+pub(crate) mod transaction;
 
 use std::future::Future;
 

@@ -1,11 +1,15 @@
 //! Transactional mode (DESIGN §3.5): the handler runs inside a transaction on the store's own
 //! database, the completion is written in that transaction — fenced by the claim — and both
-//! commit together. A handler error, a panic, a crash or a lapsed claim (the fenced completion
+//! commit together. The handler gets the transaction by value and hands it back with its result
+//! (`FnOnce(Tx) -> impl Future<Output = (Tx, R)>`): an ordinary closure, so a detached handler's
+//! `Send` is checked like any other future's, and the handler cannot commit it itself (the
+//! attribute and [`Idempotent::run_in_transaction`](crate::Idempotent::run_in_transaction)
+//! give user code only `&mut` of it). A handler error, a panic, a crash or a lapsed claim (the fenced completion
 //! matches no row) rolls the whole transaction back, so the retry runs once: exactly once for
 //! the writes made in the transaction.
 
 use super::acquire::{Claim, Step, acquire};
-use super::codec::{Disposition, Plain, ResultCodec};
+use super::codec::{Disposition, ResultCodec};
 use super::current::{Guarded, Lease};
 use super::heartbeat::{Renewals, with_heartbeat};
 use super::run::{release, superseded};
@@ -14,8 +18,9 @@ use crate::observe::{Observer, Outcome, Severity, store_call};
 use crate::store::TransactionalStore;
 use crate::{Error, Fingerprint, IdempotencyKey};
 
-/// Runs `handler` once per key inside a transaction of `store`, per the module docs.
-pub(super) async fn run<S, T, E, H>(
+/// Runs `handler` once per key inside a transaction of `store`, per the module docs. `R` is
+/// the handler's result and `C` how it is stored.
+pub(crate) async fn run<R, C, S, H, F>(
     store: &S,
     spec: &Spec,
     operation: &str,
@@ -23,28 +28,21 @@ pub(super) async fn run<S, T, E, H>(
     key: &IdempotencyKey,
     fingerprint: Fingerprint,
     handler: H,
-) -> Result<T, E>
+) -> R
 where
+    C: ResultCodec<R>,
     S: TransactionalStore,
-    H: AsyncFnOnce(&mut S::Transaction) -> Result<T, E>,
-    Plain: ResultCodec<Result<T, E>>,
+    H: FnOnce(S::Transaction) -> F,
+    F: Future<Output = (S::Transaction, R)>,
 {
     let observer = Observer::start(operation);
     observer
         .in_span(async {
-            let step = acquire::<Result<T, E>, Plain>(
-                &observer,
-                store,
-                spec,
-                operation,
-                scope,
-                key,
-                fingerprint,
-            );
+            let step = acquire::<R, C>(&observer, store, spec, operation, scope, key, fingerprint);
             match step.await {
                 Step::Done(result) => result,
                 Step::Claimed(claim) => {
-                    in_transaction(&observer, store, spec, claim, handler).await
+                    in_transaction::<R, C, S, H, F>(&observer, store, spec, claim, handler).await
                 }
             }
         })
@@ -52,18 +50,19 @@ where
 }
 
 /// The claimed half: open the transaction, run the handler in it with the heartbeat, write the
-/// fenced completion in it, commit.
-async fn in_transaction<S, T, E, H>(
+/// fenced completion in it, commit. A result the codec would release rolls back and releases.
+pub(crate) async fn in_transaction<R, C, S, H, F>(
     observer: &Observer,
     store: &S,
     spec: &Spec,
     claim: Claim,
     handler: H,
-) -> Result<T, E>
+) -> R
 where
+    C: ResultCodec<R>,
     S: TransactionalStore,
-    H: AsyncFnOnce(&mut S::Transaction) -> Result<T, E>,
-    Plain: ResultCodec<Result<T, E>>,
+    H: FnOnce(S::Transaction) -> F,
+    F: Future<Output = (S::Transaction, R)>,
 {
     let Claim {
         stored_key,
@@ -72,13 +71,12 @@ where
         sent,
     } = claim;
     let key: &IdempotencyKey = &stored_key;
-    let kind = store.kind();
     let _in_flight = observer.claimed(token);
-    let mut transaction = match store_call(kind, "begin", store.begin()).await {
+    let transaction = match store_call(store.kind(), "begin", store.begin()).await {
         Ok(transaction) => transaction,
         Err(e) => {
             release(observer, store, key, token).await; // nothing ran
-            return answer::<_, Plain>(observer, e);
+            return answer::<R, C>(observer, e);
         }
     };
     let lease = Lease::new(token, sent, spec.lease);
@@ -90,60 +88,49 @@ where
         lease: spec.lease,
         state: &lease,
     };
-    let ran = with_heartbeat(
-        renewals,
-        Guarded::new(handler(&mut transaction), lease.clone()),
-    )
-    .await;
+    let ran = with_heartbeat(renewals, Guarded::new(handler(transaction), lease.clone())).await;
     observer.renewals(lease.renewals());
-    let result = match ran {
-        Ok(Ok(value)) => Ok(value),
-        // Dropping the transaction rolls it back: nothing the handler wrote stays.
-        Ok(Err(e)) => {
+    // A panic dropped the transaction, which rolls it back: nothing the handler wrote stays.
+    let Ok((mut transaction, result)) = ran else {
+        return answer::<R, C>(observer, Error::HandlerPanicked);
+    };
+    let completed = match C::encode(&result, spec.max_body) {
+        Disposition::Complete(response) => entry.complete(response),
+        Disposition::NotReplayable => entry.complete_not_replayable(),
+        Disposition::Release => {
             drop(transaction);
             release(observer, store, key, token).await;
-            return Err(e);
+            return result;
         }
-        Err(_panicked) => {
-            drop(transaction);
-            return answer::<_, Plain>(observer, Error::HandlerPanicked);
-        }
-    };
-    let completed = match Plain::encode(&result, spec.max_body) {
-        Disposition::Complete(response) => entry.complete(response),
-        Disposition::NotReplayable | Disposition::Release => entry.complete_not_replayable(),
     };
     let (fingerprint, replayable) = (completed.fingerprint(), completed.response().is_some());
     let written = store.complete_in(&mut transaction, key, completed, token);
-    match store_call(kind, "complete", written).await {
+    match store_call(store.kind(), "complete", written).await {
         Ok(()) => {}
         Err(Error::StaleFencingToken) => {
             // The claim lapsed and the key may be another request's: roll everything back.
             drop(transaction);
-            return superseded::<_, Plain>(observer, store, key, fingerprint).await;
+            return superseded::<R, C>(observer, store, key, fingerprint).await;
         }
         Err(e) => {
             drop(transaction);
             release(observer, store, key, token).await;
-            return answer::<_, Plain>(observer, e);
+            return answer::<R, C>(observer, e);
         }
     }
-    commit(observer, store, transaction, result, replayable).await
+    commit::<R, C, S>(observer, store, transaction, result, replayable).await
 }
 
 /// Commits the handler's writes and the completion. A commit whose outcome is unknown is never
 /// released: the record is then either completed with the writes, or lapses with nothing
 /// committed, and the retry is right either way.
-async fn commit<S: TransactionalStore, T, E>(
+async fn commit<R, C: ResultCodec<R>, S: TransactionalStore>(
     observer: &Observer,
     store: &S,
     transaction: S::Transaction,
-    result: Result<T, E>,
+    result: R,
     replayable: bool,
-) -> Result<T, E>
-where
-    Plain: ResultCodec<Result<T, E>>,
-{
+) -> R {
     match store_call(store.kind(), "commit", store.commit(transaction)).await {
         Ok(()) => {
             observer.outcome(if replayable {
@@ -159,7 +146,7 @@ where
                 "the commit of a transactional execution failed or its outcome is unknown; the claim lapses with its lease",
                 &e,
             );
-            answer::<_, Plain>(observer, e)
+            answer::<R, C>(observer, e)
         }
     }
 }
