@@ -226,6 +226,20 @@ pub trait TransactionalStore: IdempotencyStore {
     async fn commit(&self, transaction: Self::Transaction) -> Result<(), Error>;
 }
 
+/// What a transactional handler returns: its future, which may borrow the transaction for
+/// `'t` (sqlx's shape for transaction closures: `|tx| Box::pin(async move { … })`).
+///
+/// ```
+/// use idempotent_runtime::{store::TransactionFuture, Error};
+///
+/// fn handler(tx: &mut u32) -> TransactionFuture<'_, Result<u32, Error>> {
+///     Box::pin(async move { Ok(*tx) })
+/// }
+/// # let _ = handler;
+/// ```
+pub type TransactionFuture<'t, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 't>>;
+
 macro_rules! forward_transactional {
     ($($ty:ty),*) => {$(
         #[async_trait]

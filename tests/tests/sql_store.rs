@@ -168,6 +168,25 @@ async fn a_row_that_cannot_be_decoded_is_corrupt_never_absent() {
     assert_eq!(runs.load(Ordering::SeqCst), 0);
 }
 
+/// Retries `call` while the store is unavailable or the key in flight (a claim of the outage
+/// that has not lapsed yet), for up to 10 s; its first answer.
+async fn until_answered<F, Fut>(call: &F) -> Option<usize>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, Error>>,
+{
+    for _ in 0..100 {
+        match call().await {
+            Ok(n) => return Some(n),
+            Err(Error::StoreUnavailable(_) | Error::InFlight) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    None
+}
+
 #[tokio::test]
 async fn a_paused_database_is_503_and_recovers_without_a_duplicate() {
     let server = PostgresServer::start();
@@ -186,20 +205,83 @@ async fn a_paused_database_is_503_and_recovers_without_a_duplicate() {
     let down = charge().await;
     assert!(matches!(&down, Err(Error::StoreUnavailable(_))), "{down:?}");
     server.resume();
-    let mut first = None;
-    for _ in 0..50 {
-        match charge().await {
-            Ok(n) => {
-                first = Some(n);
-                break;
-            }
-            Err(Error::StoreUnavailable(_) | Error::InFlight) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(other) => panic!("{other:?}"),
-        }
-    }
+    let first = until_answered(&charge).await;
     assert_eq!(first, Some(1), "ran once after the database came back");
     assert_eq!(charge().await.ok(), Some(1), "replayed");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_killed_database_is_503_and_works_again_after_restart() {
+    let mut server = PostgresServer::start();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect(&server.url())
+        .await
+        .expect("connect");
+    let store = PostgresStore::new(pool).timeout(Duration::from_millis(500));
+    store.migrate().await.expect("migrate");
+    let key = IdempotencyKey::new("killed").expect("key");
+    let runs = AtomicUsize::new(0);
+    let op = Idempotent::new("charge").store(&store);
+    let charge = || {
+        op.run(&key, &1, async {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok::<_, Error>(n)
+        })
+    };
+    server.kill();
+    let down = charge().await;
+    assert!(matches!(&down, Err(Error::StoreUnavailable(_))), "{down:?}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "nothing ran without a claim"
+    );
+    server.restart();
+    let first = until_answered(&charge).await;
+    assert_eq!(first, Some(1), "ran once after the restart");
+    assert_eq!(charge().await.ok(), Some(1), "replayed");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn purging_deletes_only_expired_rows() {
+    use idempotent_runtime::{CachedResponse, Fingerprint, IdempotencyEntry, InsertResult};
+
+    let (pool, _dir) = sqlite().await;
+    let store = SqliteStore::new(pool.clone());
+    store.migrate().await.expect("migrate");
+    let short = IdempotencyKey::new("short").expect("key");
+    let long = IdempotencyKey::new("long").expect("key");
+    let entry = |lease: u64| {
+        IdempotencyEntry::new(Fingerprint::from_u128(1)).with_lease(Duration::from_millis(lease))
+    };
+    let claimed = store.try_insert(&short, entry(50)).await.expect("claim");
+    assert!(matches!(claimed, InsertResult::Claimed { .. }));
+    let InsertResult::Claimed {
+        fencing_token,
+        entry: e,
+    } = store.try_insert(&long, entry(60_000)).await.expect("claim")
+    else {
+        panic!("not claimed");
+    };
+    store
+        .complete(
+            &long,
+            e.complete(CachedResponse::from("kept")),
+            fencing_token,
+        )
+        .await
+        .expect("complete");
+    tokio::time::sleep(Duration::from_millis(100)).await; // past the short lease
+    assert_eq!(store.purge_expired(10).await.expect("purge"), 1);
+    assert_eq!(store.purge_expired(10).await.expect("purge"), 0);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_records")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1, "the completed record stays");
+    assert!(store.get(&long).await.expect("get").is_some());
 }

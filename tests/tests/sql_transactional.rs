@@ -84,12 +84,14 @@ async fn sqlite_commits_the_row_and_the_record_together_and_rolls_back_an_error(
     let k = key("signup-1");
     // A handler error: its insert rolls back, the key is free.
     let failed = op
-        .run_in_transaction(&store, &k, &"ada", async |tx| {
-            sqlx::query("INSERT INTO users VALUES ('ada')")
-                .execute(&mut **tx)
-                .await
-                .map_err(db_error)?;
-            Err::<u64, Error>(Error::NotReplayable)
+        .run_in_transaction(&store, &k, &"ada", |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO users VALUES ('ada')")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                Err::<u64, Error>(Error::NotReplayable)
+            })
         })
         .await;
     assert!(matches!(failed, Err(Error::NotReplayable)), "{failed:?}");
@@ -102,16 +104,19 @@ async fn sqlite_commits_the_row_and_the_record_together_and_rolls_back_an_error(
             .is_none()
     );
     // The corrected retry runs once; every later retry replays.
-    let runs = AtomicUsize::new(0);
+    let runs = Arc::new(AtomicUsize::new(0));
     for _ in 0..3 {
+        let runs = runs.clone();
         let id = op
-            .run_in_transaction(&store, &k, &"ada", async |tx| {
-                runs.fetch_add(1, Ordering::SeqCst);
-                sqlx::query("INSERT INTO users VALUES ('ada')")
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
-                Ok::<u64, Error>(7)
+            .run_in_transaction(&store, &k, &"ada", |tx| {
+                Box::pin(async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    sqlx::query("INSERT INTO users VALUES ('ada')")
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                    Ok::<u64, Error>(7)
+                })
             })
             .await;
         assert_eq!(id.ok(), Some(7));
@@ -142,14 +147,16 @@ fn spawn_zombie(
             let store = PostgresStore::new(pool);
             Idempotent::new("users.create")
                 .lease(lease)
-                .run_in_transaction(&store, &k, &"ada", async |tx| {
-                    sqlx::query("INSERT INTO users VALUES ('zombie')")
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(db_error)?;
-                    started_tx.send(()).expect("started");
-                    wake_rx.recv().expect("woken"); // the stall
-                    Ok::<String, Error>("zombie".to_owned())
+                .run_in_transaction(&store, &k, &"ada", |tx| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO users VALUES ('zombie')")
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(db_error)?;
+                        started_tx.send(()).expect("started");
+                        wake_rx.recv().expect("woken"); // the stall
+                        Ok::<String, Error>("zombie".to_owned())
+                    })
                 })
                 .await
         })
@@ -194,12 +201,14 @@ fn zombie_commits_nothing(winner_first: bool) {
     let winner = rt.block_on(
         Idempotent::new("users.create")
             .lease(lease)
-            .run_in_transaction(&store, &k, &"ada", async |tx| {
-                sqlx::query("INSERT INTO users VALUES ('winner')")
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
-                Ok::<String, Error>("winner".to_owned())
+            .run_in_transaction(&store, &k, &"ada", |tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO users VALUES ('winner')")
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                    Ok::<String, Error>("winner".to_owned())
+                })
             }),
     );
     if let Some(zombie) = zombie {
@@ -254,14 +263,17 @@ async fn a_worker_killed_after_its_insert_commits_nothing_and_the_retry_runs_onc
     let runs = Arc::new(AtomicUsize::new(0));
     let mut answer = None;
     for _ in 0..40 {
+        let runs = runs.clone();
         let result = op
-            .run_in_transaction(&store, &k, &"ada", async |tx| {
-                runs.fetch_add(1, Ordering::SeqCst);
-                sqlx::query("INSERT INTO users VALUES ('ada')")
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
-                Ok::<u32, Error>(1)
+            .run_in_transaction(&store, &k, &"ada", |tx| {
+                Box::pin(async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    sqlx::query("INSERT INTO users VALUES ('ada')")
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                    Ok::<u32, Error>(1)
+                })
             })
             .await;
         match result {

@@ -9,7 +9,7 @@ use super::codec::{CacheErrors, Plain, ResultCodec};
 use super::default_store::implicit_store;
 use super::{Concurrency, Spec, answer, execute};
 use crate::observe::Observer;
-use crate::store::TransactionalStore;
+use crate::store::{TransactionFuture, TransactionalStore};
 use crate::{DefaultFingerprintStrategy, Error, Fingerprint, IdempotencyKey, IdempotencyStore};
 
 /// Runs a fallible async operation at most once per idempotency key, without the macro.
@@ -149,7 +149,9 @@ impl<'a> Idempotent<'a> {
     /// claim, so the handler's writes and the record commit together. Retries get the stored
     /// `Ok` value. An `Err`, a panic or a lapsed claim rolls everything back (an `Err` also
     /// releases the key): exactly once for the writes made on `tx`. Write every query on the
-    /// transaction the closure gets; the library commits it.
+    /// transaction the closure gets; the library commits it. The closure is sqlx's own shape for
+    /// transactions, `|tx| Box::pin(async move { … })`, so it runs in spawned tasks too; what
+    /// it captures it owns (clone an `Arc` in, as with sqlx).
     ///
     /// ```
     /// use idempotent_runtime::{Error, Idempotent, IdempotencyKey, SqliteStore};
@@ -163,11 +165,11 @@ impl<'a> Idempotent<'a> {
     /// let key = IdempotencyKey::new("charge-1")?;
     /// let op = Idempotent::new("charges.create");
     /// let failed: Result<(), Error> = op
-    ///     .run_in_transaction(&store, &key, &500, async |tx| {
+    ///     .run_in_transaction(&store, &key, &500, |tx| Box::pin(async move {
     ///         sqlx::query("INSERT INTO charges VALUES (500)").execute(&mut **tx).await
     ///             .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
     ///         Err(Error::NotReplayable) // the gateway said no: the row above rolls back
-    ///     })
+    ///     }))
     ///     .await;
     /// assert!(failed.is_err());
     /// let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM charges").fetch_one(&pool).await?;
@@ -188,7 +190,7 @@ impl<'a> Idempotent<'a> {
     where
         S: TransactionalStore,
         Q: Serialize + ?Sized,
-        H: AsyncFnOnce(&mut S::Transaction) -> Result<T, E>,
+        H: for<'t> FnOnce(&'t mut S::Transaction) -> TransactionFuture<'t, Result<T, E>>,
         Plain: ResultCodec<Result<T, E>>,
     {
         let fingerprint = match self.fingerprint(request) {

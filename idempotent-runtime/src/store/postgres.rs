@@ -69,14 +69,14 @@ sql_store! {
     /// store.migrate().await?;
     /// let key = IdempotencyKey::new("signup-7f3a")?;
     /// let id: i64 = Idempotent::new("users.create")
-    ///     .run_in_transaction(&store, &key, &"ada@example.com", async |tx| {
+    ///     .run_in_transaction(&store, &key, &"ada@example.com", |tx| Box::pin(async move {
     ///         let row: (i64,) = sqlx::query_as("INSERT INTO users (email) VALUES ($1) RETURNING id")
     ///             .bind("ada@example.com")
     ///             .fetch_one(&mut **tx)
     ///             .await
     ///             .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
     ///         Ok::<i64, Error>(row.0)
-    ///     })
+    ///     }))
     ///     .await?;
     /// # let _ = id;
     /// # Ok(())

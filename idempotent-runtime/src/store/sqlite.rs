@@ -81,14 +81,14 @@ sql_store! {
     /// for _ in 0..2 {
     ///     // The row and the record commit together; the retry replays.
     ///     Idempotent::new("users.create")
-    ///         .run_in_transaction(&store, &key, &"ada@example.com", async |tx| {
+    ///         .run_in_transaction(&store, &key, &"ada@example.com", |tx| Box::pin(async move {
     ///             sqlx::query("INSERT INTO users (email) VALUES ($1)")
     ///                 .bind("ada@example.com")
     ///                 .execute(&mut **tx)
     ///                 .await
     ///                 .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
     ///             Ok::<(), Error>(())
-    ///         })
+    ///         }))
     ///         .await?;
     /// }
     /// let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM users").fetch_one(&pool).await?;

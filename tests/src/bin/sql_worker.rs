@@ -22,14 +22,16 @@ async fn main() -> Result<(), String> {
     let key = IdempotencyKey::new(key).map_err(|e| e.to_string())?;
     let result: Result<(), Error> = Idempotent::new("users.create")
         .lease(Duration::from_millis(lease))
-        .run_in_transaction(&store, &key, &"ada", async |tx| {
-            sqlx::query("INSERT INTO users (name) VALUES ('ada')")
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
-            println!("inserted");
-            std::future::pending::<()>().await;
-            Ok(())
+        .run_in_transaction(&store, &key, &"ada", |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO users (name) VALUES ('ada')")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
+                println!("inserted");
+                std::future::pending::<()>().await;
+                Ok(())
+            })
         })
         .await;
     Err(format!("the handler returned: {result:?}"))
