@@ -58,8 +58,9 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// Creates a user: once per `Idempotency-Key`. The insert runs on `tx`, the transaction the
-/// library commits together with the idempotency record.
-#[idempotent(key = header, ttl = "24h", store = store, transaction = tx, name = "users.create")]
+/// library commits together with the idempotency record. A request cut off by a crash holds
+/// its key for one lease (5 s here), with nothing committed; then the retry runs.
+#[idempotent(key = header, ttl = "24h", lease = "5s", store = store, transaction = tx, name = "users.create")]
 async fn create_user(
     State(store): State<SqliteStore>,
     Json(p): Json<NewUser>,
