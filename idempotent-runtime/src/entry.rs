@@ -145,6 +145,17 @@ impl IdempotencyEntry<Processing> {
         }
     }
 
+    /// An entry whose claim nonce is `nonce` (a deserialized entry keeps its claim).
+    #[cfg(feature = "serde")]
+    pub(crate) fn with_nonce(fingerprint: Fingerprint, nonce: u128) -> Self {
+        Self {
+            fingerprint,
+            ttl: DEFAULT_TTL,
+            lease: DEFAULT_LEASE,
+            state: Processing { nonce },
+        }
+    }
+
     /// The random 128-bit nonce of the claim this entry makes: the nonce of the
     /// [`FencingToken`](crate::FencingToken) a store issues for it.
     #[must_use]

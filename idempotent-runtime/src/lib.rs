@@ -25,6 +25,8 @@ mod fingerprint;
 mod hex;
 mod key;
 mod response;
+#[cfg(feature = "serde")]
+mod serde_impls;
 pub mod store;
 #[cfg(feature = "memory")]
 mod sync;
