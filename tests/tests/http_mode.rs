@@ -206,7 +206,7 @@ async fn two_hundred_concurrent_requests_run_the_handler_once() {
         let url = format!("{base}{path}");
         let requests = (0..200).map(|_| post_key(&url, "same", "payload"));
         let responses = futures::future::join_all(requests).await;
-        let mut ok = 0;
+        let (mut ok, mut conflicts) = (0, 0);
         for response in responses {
             match response.status().as_u16() {
                 200 => {
@@ -214,6 +214,7 @@ async fn two_hundred_concurrent_requests_run_the_handler_once() {
                     assert_eq!(response.text().await.expect("body"), "slow #1 payload");
                 }
                 409 if !wait => {
+                    conflicts += 1;
                     let (_, headers, body) = problem(response).await;
                     assert_eq!(body["type"], "urn:idempotent:problem:in-flight");
                     assert_eq!(headers["retry-after"], "1");
@@ -226,6 +227,11 @@ async fn two_hundred_concurrent_requests_run_the_handler_once() {
             assert_eq!(ok, 200, "with `wait` every request gets the response");
         } else {
             assert!(ok >= 1, "the first request gets the response");
+            assert!(
+                conflicts >= 1,
+                "requests that met the running one were refused with 409"
+            );
+            assert_eq!(ok + conflicts, 200, "every request got one of the two");
         }
     }
 }

@@ -16,12 +16,32 @@ struct Receipt {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 enum PayError {
     Declined,
-    Idempotency(String),
+    Idempotency(Refused),
+}
+
+/// Which protocol error the fn returned: its variant, not its text.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+enum Refused {
+    InFlight,
+    HandlerPanicked,
+    StaleFencingToken,
+    NotReplayable,
+    FingerprintMismatch,
+    InvalidKey(String),
+    Other(String),
 }
 
 impl From<Error> for PayError {
     fn from(e: Error) -> Self {
-        Self::Idempotency(e.to_string())
+        Self::Idempotency(match e {
+            Error::InFlight => Refused::InFlight,
+            Error::HandlerPanicked => Refused::HandlerPanicked,
+            Error::StaleFencingToken => Refused::StaleFencingToken,
+            Error::NotReplayable => Refused::NotReplayable,
+            Error::FingerprintMismatch => Refused::FingerprintMismatch,
+            Error::InvalidKey(e) => Refused::InvalidKey(e.to_string()),
+            other => Refused::Other(other.to_string()),
+        })
     }
 }
 
@@ -113,7 +133,7 @@ async fn concurrent_calls_are_rejected_while_in_flight_by_default() {
             amount: 1
         })
     );
-    assert_eq!(b, Err(PayError::Idempotency(Error::InFlight.to_string())));
+    assert_eq!(b, Err(PayError::Idempotency(Refused::InFlight)));
     assert_eq!(
         charge(&gw, order("k-reject", 1)).await,
         a,
@@ -172,9 +192,7 @@ async fn same_key_other_arguments_is_a_mismatch_also_in_flight() {
         tokio::time::sleep(Duration::from_millis(5)).await;
         charge(&gw, order("k-mm", 99)).await
     });
-    let mismatch = Err(PayError::Idempotency(
-        Error::FingerprintMismatch.to_string(),
-    ));
+    let mismatch = Err(PayError::Idempotency(Refused::FingerprintMismatch));
     assert_eq!(
         first,
         Ok(Receipt {
@@ -211,11 +229,11 @@ async fn a_panicking_handler_is_not_completed_and_its_key_frees_after_the_lease(
         Ok(run)
     }
     let store = MemoryStore::new();
-    let panicked = Err(PayError::Idempotency(Error::HandlerPanicked.to_string()));
+    let panicked = Err(PayError::Idempotency(Refused::HandlerPanicked));
     assert_eq!(panics(&store, "k-panic").await, panicked);
     assert_eq!(
         panics(&store, "k-panic").await,
-        Err(PayError::Idempotency(Error::InFlight.to_string())),
+        Err(PayError::Idempotency(Refused::InFlight)),
         "held until the lease lapses"
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -237,7 +255,7 @@ async fn a_dropped_future_leaves_the_claim_to_lapse_and_never_completes_twice() 
     assert!(dropped.is_err(), "the caller went away");
     assert_eq!(
         slow(&store, "k-drop").await,
-        Err(PayError::Idempotency(Error::InFlight.to_string()))
+        Err(PayError::Idempotency(Refused::InFlight))
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(slow(&store, "k-drop").await, Ok(2));
@@ -260,10 +278,7 @@ async fn the_heartbeat_keeps_a_long_handler_exclusive() {
         tokio::time::sleep(Duration::from_millis(300)).await; // two leases in
         long(&store, "k-long").await
     });
-    assert_eq!(
-        intruder,
-        Err(PayError::Idempotency(Error::InFlight.to_string()))
-    );
+    assert_eq!(intruder, Err(PayError::Idempotency(Refused::InFlight)));
     let (run, renewals) = first.expect("first run");
     assert_eq!(run, 1);
     assert!(renewals >= 3, "renewed every lease/3: {renewals}");
@@ -305,7 +320,7 @@ async fn a_zombie_completion_is_stale_and_the_winner_stands() {
     assert_eq!(winner, Ok(2));
     assert_eq!(
         zombie.await.expect("zombie"),
-        Err(PayError::Idempotency(Error::StaleFencingToken.to_string()))
+        Err(PayError::Idempotency(Refused::StaleFencingToken))
     );
     assert_eq!(
         job(&store, "k-zombie").await,
@@ -320,9 +335,9 @@ async fn invalid_keys_are_reported_before_anything_runs() {
     let result = charge(&gw, order("has space", 1)).await;
     assert_eq!(
         result,
-        Err(PayError::Idempotency(
+        Err(PayError::Idempotency(Refused::InvalidKey(
             "idempotency key has byte 0x20 at position 3; only visible ASCII (0x21..=0x7E) is allowed".into()
-        ))
+        )))
     );
     assert_eq!(gw.charges(), 0);
 }
@@ -339,7 +354,7 @@ async fn results_too_large_are_done_but_not_replayable() {
     assert_eq!(large(&store, "k-large").await.map(|s| s.len()), Ok(4096));
     assert_eq!(
         large(&store, "k-large").await,
-        Err(PayError::Idempotency(Error::NotReplayable.to_string()))
+        Err(PayError::Idempotency(Refused::NotReplayable))
     );
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
 }
@@ -369,6 +384,10 @@ async fn methods_and_fingerprint_fields_work() {
         Ok(42),
         "trace is not fingerprinted"
     );
-    assert!(service.pay("k-m", 22, "a".into()).await.is_err());
+    assert_eq!(
+        service.pay("k-m", 22, "a".into()).await,
+        Err(PayError::Idempotency(Refused::FingerprintMismatch)),
+        "amount is fingerprinted"
+    );
     assert_eq!(service.runs.load(Ordering::SeqCst), 1);
 }

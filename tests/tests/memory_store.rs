@@ -133,7 +133,16 @@ async fn expired_records_free_capacity() {
             Ok(InsertResult::Claimed { .. })
         ));
     }
-    assert!(claim(&store, &key("b"), 1).await.is_err());
+    assert!(
+        matches!(
+            claim(&store, &key("b"), 1).await,
+            Err(Error::CapacityExceeded {
+                limit: "entries",
+                max: 2
+            })
+        ),
+        "full while both claims are live"
+    );
     clock.advance(Duration::from_secs(2)); // both leases lapse
     assert!(matches!(
         claim(&store, &key("b"), 1).await,
