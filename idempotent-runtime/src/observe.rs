@@ -39,6 +39,15 @@ impl Outcome {
         }
     }
 
+    /// The outcome of a handler whose result was stored: replayable, or done-not-replayable.
+    pub(crate) fn completed(replayable: bool) -> Self {
+        if replayable {
+            Self::Executed
+        } else {
+            Self::NotReplayable
+        }
+    }
+
     /// The outcome an error answer stands for.
     pub(crate) fn of(error: &Error) -> Self {
         match error {

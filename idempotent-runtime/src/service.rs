@@ -89,8 +89,8 @@ where
 {
     let key = match key {
         Ok(Some(key)) => key,
-        // An optional key that was not sent: the handler runs unprotected, still in a
-        // transaction it must get.
+        // A transactional handler needs a claim to run in: without a key (even an optional
+        // one), it is refused.
         Ok(None) => return reject(options, Problem::missing_key(&options.header)),
         Err(problem) => return reject(options, problem),
     };
@@ -156,14 +156,13 @@ where
         Step::Done(buffered) => return buffered.into_response(),
         Step::Claimed(claim) => claim,
     };
-    let task = tokio::spawn(observer.clone().in_span(async move {
+    crate::__private::detach(observer.clone().in_span(async move {
         let stores = options.as_ref().stores;
         let handler = async move { Buffered::capture(handler.await, stores).await };
         let spec = &options.as_ref().spec;
-        run_claimed::<Buffered, C, _>(&observer, &store, spec, claim, handler).await
-    }));
-    match task.await {
-        Ok(buffered) => buffered.into_response(),
-        Err(_) => Problem::from(Error::HandlerPanicked).into_response(),
-    }
+        run_claimed::<Buffered, C, _>(&observer, &store, spec, claim, handler)
+            .await
+            .into_response()
+    }))
+    .await
 }

@@ -5,4 +5,5 @@ pub mod http;
 pub mod log;
 pub mod postgres_server;
 pub mod redis_server;
+pub mod sql;
 pub mod valkey;

@@ -23,6 +23,16 @@ pub fn entry(n: u128) -> IdempotencyEntry {
         .with_ttl(Duration::from_mins(1))
 }
 
+/// A store on `server` whose calls time out after `timeout`.
+pub async fn connect_with_timeout(server: &RedisServer, timeout: Duration) -> ValkeyStore {
+    ValkeyStore::builder()
+        .url(server.url())
+        .timeout(timeout)
+        .connect()
+        .await
+        .expect("connect to the test server")
+}
+
 /// A store on `server` with the defaults.
 pub async fn connect(server: &RedisServer) -> ValkeyStore {
     ValkeyStore::connect(&server.url())

@@ -338,18 +338,13 @@ const SECRET: &str = "customer-secret-key-4711";
 /// key appears nowhere.
 #[tokio::test]
 async fn operators_see_corrupt_records_and_store_outages() {
-    use idempotent_runtime::ValkeyStore;
     use idempotent_tests::redis_server::RedisServer;
 
     let (log, _guard) = Log::capture();
     let k = IdempotencyKey::new(SECRET).expect("key");
     let mut server = RedisServer::start();
-    let valkey = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(300))
-        .connect()
-        .await
-        .expect("connect");
+    let valkey =
+        idempotent_tests::valkey::connect_with_timeout(&server, Duration::from_millis(300)).await;
     let () = redis::cmd("SET")
         .arg(valkey.record_key(&storage_key("ops.corrupt", None, &k)))
         .arg("garbage")

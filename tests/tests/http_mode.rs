@@ -12,9 +12,7 @@ use axum::http::request::Parts;
 use axum::response::{AppendHeaders, IntoResponse};
 use axum::routing::post;
 use axum::{Json, Router};
-use idempotent_runtime::{
-    IdempotencyKey, IdempotencyStore, MemoryStore, ValkeyStore, idempotent, storage_key,
-};
+use idempotent_runtime::{IdempotencyKey, IdempotencyStore, MemoryStore, idempotent, storage_key};
 use idempotent_tests::http::{client, post_key, problem, serve};
 use idempotent_tests::redis_server::RedisServer;
 use serde::{Deserialize, Serialize};
@@ -306,12 +304,8 @@ async fn every_rejection_is_a_problem_json() {
 #[tokio::test]
 async fn an_unreachable_store_is_503_and_a_corrupt_record_is_500() {
     let mut server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(500))
-        .connect()
-        .await
-        .expect("connect");
+    let store =
+        idempotent_tests::valkey::connect_with_timeout(&server, Duration::from_millis(500)).await;
     let app = App::with_store(Arc::new(store.clone()));
     let base = serve(router(&app)).await;
     let url = format!("{base}/users");

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use idempotent_runtime::{
-    Error, IdempotencyKey, Idempotent, ManualClock, MemoryStore, ValkeyStore, idempotent,
-};
+use idempotent_runtime::{Error, IdempotencyKey, Idempotent, ManualClock, MemoryStore, idempotent};
 use idempotent_tests::redis_server::RedisServer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio::sync::Notify;
@@ -398,12 +396,8 @@ async fn a_store_error_is_counted() {
     observed();
     drain();
     let mut server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(300))
-        .connect()
-        .await
-        .expect("connect");
+    let store =
+        idempotent_tests::valkey::connect_with_timeout(&server, Duration::from_millis(300)).await;
     server.kill();
     let key = IdempotencyKey::new("down").expect("key");
     let result = Idempotent::new("obs.down")

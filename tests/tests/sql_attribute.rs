@@ -2,30 +2,17 @@
 //! and as an axum handler over a real socket — the body's queries run on `tx`, which the
 //! library commits with the record.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use idempotent_runtime::{Error, SqliteStore, idempotent};
 use idempotent_tests::http::{post_key, problem, serve};
+use idempotent_tests::sql::TempDir;
 use serde::{Deserialize, Serialize};
 
-async fn database() -> (SqliteStore, sqlx::SqlitePool, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "idempotent-attr-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    std::fs::create_dir_all(&dir).expect("temporary directory");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.join("app.db"))
-        .create_if_missing(true)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+async fn database() -> (SqliteStore, sqlx::SqlitePool, TempDir) {
+    let (pool, dir) = idempotent_tests::sql::sqlite("attr").await;
     sqlx::query("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
         .execute(&pool)
         .await
@@ -72,7 +59,7 @@ async fn a_plain_fn_commits_its_writes_with_the_record() {
         Err(Error::FingerprintMismatch)
     ));
     assert_eq!(rows(&pool).await, 1);
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[derive(Clone)]
@@ -143,5 +130,5 @@ async fn an_axum_handler_commits_its_writes_with_the_record() {
         .expect("request");
     assert_eq!(missing.status(), 400);
     assert_eq!(rows(&pool).await, 1);
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }

@@ -11,8 +11,8 @@ use idempotent_runtime::{
     Error, IdempotencyKey, IdempotencyStore, Idempotent, PostgresStore, SqliteStore, storage_key,
 };
 use idempotent_tests::postgres_server::PostgresServer;
+use idempotent_tests::sql::TempDir;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 struct Sql<S>(S);
 
@@ -37,19 +37,8 @@ async fn run_conformance<S: IdempotencyStore>(store: S) {
     }
 }
 
-/// A SQLite database in a fresh temporary file, and its path's directory (kept alive).
-async fn sqlite() -> (sqlx::SqlitePool, tempdir::Dir) {
-    let dir = tempdir::Dir::new("sqlite");
-    let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("app.db"))
-        .create_if_missing(true)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .expect("open sqlite");
-    (pool, dir)
+async fn sqlite() -> (sqlx::SqlitePool, TempDir) {
+    idempotent_tests::sql::sqlite("sqlite").await
 }
 
 async fn postgres(server: &PostgresServer) -> sqlx::PgPool {
@@ -59,35 +48,6 @@ async fn postgres(server: &PostgresServer) -> sqlx::PgPool {
         .connect(&server.url())
         .await
         .expect("connect to the test server")
-}
-
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    /// A directory removed on drop.
-    pub(crate) struct Dir(PathBuf);
-
-    impl Dir {
-        pub(crate) fn new(tag: &str) -> Self {
-            let n: u64 = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0));
-            let path =
-                std::env::temp_dir().join(format!("idempotent-{tag}-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&path).expect("create a temporary directory");
-            Self(path)
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 #[tokio::test]

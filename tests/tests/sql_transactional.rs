@@ -14,19 +14,10 @@ use idempotent_runtime::{
     Error, IdempotencyKey, IdempotencyStore, Idempotent, PostgresStore, SqliteStore, storage_key,
 };
 use idempotent_tests::postgres_server::PostgresServer;
+use idempotent_tests::sql::TempDir;
 
-async fn sqlite_store() -> (SqliteStore, sqlx::SqlitePool, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "idempotent-tx-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).expect("temporary directory");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.join("app.db"))
-        .create_if_missing(true)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+async fn sqlite_store() -> (SqliteStore, sqlx::SqlitePool, TempDir) {
+    let (pool, dir) = idempotent_tests::sql::sqlite("tx").await;
     sqlx::query("CREATE TABLE users (name TEXT NOT NULL)")
         .execute(&pool)
         .await
@@ -49,12 +40,6 @@ async fn postgres_store(server: &PostgresServer) -> (PostgresStore, sqlx::PgPool
     let store = PostgresStore::new(pool.clone());
     store.migrate().await.expect("migrate");
     (store, pool)
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0))
 }
 
 fn key(text: &str) -> IdempotencyKey {
@@ -123,7 +108,7 @@ async fn sqlite_commits_the_row_and_the_record_together_and_rolls_back_an_error(
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(rows(&pool).await, 1);
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// The holder that will stall: on its own thread and runtime (with its own pool: connections

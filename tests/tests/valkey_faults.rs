@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use idempotent_runtime::{
     CachedResponse, Error, ExistingEntry, FencingToken, IdempotencyStore, Idempotent, InsertResult,
-    ValkeyStore, storage_key,
+    storage_key,
 };
 use idempotent_tests::redis_server::RedisServer;
 use idempotent_tests::valkey::{charge, connect, entry, key, raw_record};
@@ -17,12 +17,8 @@ use tokio::sync::Notify;
 #[tokio::test]
 async fn killed_server_fails_closed_and_works_again_after_restart() {
     let mut server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(500))
-        .connect()
-        .await
-        .expect("connect");
+    let store =
+        idempotent_tests::valkey::connect_with_timeout(&server, Duration::from_millis(500)).await;
     let count = AtomicUsize::new(0);
     let k = key("killed");
 
@@ -60,12 +56,8 @@ async fn killed_server_fails_closed_and_works_again_after_restart() {
 #[tokio::test]
 async fn killed_mid_request_the_handler_result_is_returned_and_the_retry_is_protected() {
     let mut server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(300))
-        .connect()
-        .await
-        .expect("connect");
+    let store =
+        idempotent_tests::valkey::connect_with_timeout(&server, Duration::from_millis(300)).await;
     let count = Arc::new(AtomicUsize::new(0));
     let (started, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let k = key("mid-request");
@@ -112,12 +104,8 @@ async fn killed_mid_request_the_handler_result_is_returned_and_the_retry_is_prot
 #[tokio::test]
 async fn paused_server_past_the_lease_the_winner_result_stands() {
     let server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .expect("connect");
+    let store =
+        idempotent_tests::valkey::connect_with_timeout(&server, Duration::from_secs(10)).await;
     let k = key("paused");
     let lease = Duration::from_millis(600);
     let count = Arc::new(AtomicUsize::new(0));
@@ -353,12 +341,8 @@ async fn a_full_server_refuses_cleanly_and_writes_nothing_half() {
 #[tokio::test]
 async fn a_claim_whose_reply_was_lost_does_not_block_the_key() {
     let server = RedisServer::start();
-    let store = ValkeyStore::builder()
-        .url(server.url())
-        .timeout(Duration::from_millis(300))
-        .connect()
-        .await
-        .expect("connect");
+    let store =
+        idempotent_tests::valkey::connect_with_timeout(&server, Duration::from_millis(300)).await;
     let count = AtomicUsize::new(0);
     // The scripts are loaded (a claim sent before that would come back NOSCRIPT, no ghost).
     let warm = charge(&store, &key("warm-up"), &count).await;

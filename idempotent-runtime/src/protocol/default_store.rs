@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use async_trait::async_trait;
 
@@ -22,8 +22,9 @@ static DEFAULT: OnceLock<Arc<dyn IdempotencyStore>> = OnceLock::new();
 static IMPLICIT: AtomicBool = AtomicBool::new(false);
 /// Whether the application forbade the fallback.
 static FORBIDDEN: AtomicBool = AtomicBool::new(false);
-/// The operations the fallback has served (each is warned about once).
-static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// The operations the fallback has served (each is warned about once). Read-locked on every
+/// call the fallback serves, write-locked once per operation.
+static WARNED: RwLock<Option<HashSet<String>>> = RwLock::new(None);
 
 /// Installs the store used by every `#[idempotent]` fn without `store = …`. Call it once at
 /// start-up, before the first idempotent call.
@@ -100,14 +101,20 @@ pub fn implicit_store(operation: &str) -> &'static dyn IdempotencyStore {
 }
 
 fn warn_once(operation: &str) {
-    let Ok(mut warned) = WARNED.lock() else {
-        return;
-    };
-    let warned = warned.get_or_insert_with(HashSet::new);
-    if warned.contains(operation) {
+    let seen = |set: &Option<HashSet<String>>| set.as_ref().is_some_and(|s| s.contains(operation));
+    if WARNED.read().map_or(true, |set| seen(&set)) {
         return;
     }
-    warned.insert(operation.to_owned());
+    let Ok(mut warned) = WARNED.write() else {
+        return;
+    };
+    if !warned
+        .get_or_insert_with(HashSet::new)
+        .insert(operation.to_owned())
+    {
+        return; // another thread warned in between
+    }
+    drop(warned);
     let message = "no idempotency store was installed: this operation uses a per-process in-memory store, which does not protect a service running on several instances; install one with `set_default_store` or pass `store = …`";
     #[cfg(feature = "tracing")]
     tracing::warn!(operation, "{message}");

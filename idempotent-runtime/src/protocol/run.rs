@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use super::acquire::Claim;
 use super::codec::{Disposition, ResultCodec};
-use super::current::{Guarded, Lease};
+use super::current::{Guarded, Lease, Panicked};
 use super::heartbeat::{Renewals, with_heartbeat};
 use super::{Spec, answer};
 use crate::observe::{Observer, Outcome, Severity, store_call};
 use crate::{
     Completed, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry, IdempotencyKey,
-    IdempotencyStore,
+    IdempotencyStore, Processing,
 };
 
 /// The second half: runs the handler under `claim` with the lease heartbeat, then completes,
@@ -35,30 +35,15 @@ where
     } = claim;
     let key: &IdempotencyKey = &stored_key;
     let _in_flight = observer.claimed(token);
-    let lease = Lease::new(token, sent, spec.lease);
-    let guarded = Guarded::new(handler, lease.clone());
-    let renewals = Renewals {
-        observer,
-        store,
-        key,
-        token,
-        lease: spec.lease,
-        state: &lease,
-    };
-    let ran = with_heartbeat(renewals, guarded).await;
-    observer.renewals(lease.renewals());
+    let ran = heartbeat(observer, store, key, token, sent, spec.lease, handler).await;
     let Ok(result) = ran else {
         // Panicked: the side effect may have run. Neither completed nor released: the claim
         // lapses with its lease.
         return answer::<R, C>(observer, Error::HandlerPanicked);
     };
-    let completed = match C::encode(&result, spec.max_body) {
-        Disposition::Complete(response) => entry.complete(response),
-        Disposition::NotReplayable => entry.complete_not_replayable(),
-        Disposition::Release => {
-            release(observer, store, key, token).await;
-            return result;
-        }
+    let Some(completed) = completion(entry, C::encode(&result, spec.max_body)) else {
+        release(observer, store, key, token).await;
+        return result;
     };
     let replayable = completed.response().is_some();
     let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
@@ -81,11 +66,7 @@ where
             result
         }
         Ok(()) => {
-            observer.outcome(if replayable {
-                Outcome::Executed
-            } else {
-                Outcome::NotReplayable
-            });
+            observer.outcome(Outcome::completed(replayable));
             result
         }
         // The store is unreachable after retries: the side effect happened and the caller
@@ -100,6 +81,43 @@ where
             observer.outcome(Outcome::StoreError);
             result
         }
+    }
+}
+
+/// Runs `handler` under the claim `token` (sent at `sent`): visible through `current_claim`,
+/// its panics caught, its lease renewed in the background. `Err` when it panicked.
+pub(super) async fn heartbeat<F: Future>(
+    observer: &Observer,
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    token: FencingToken,
+    sent: tokio::time::Instant,
+    lease: Duration,
+    handler: F,
+) -> Result<F::Output, Panicked> {
+    let state = Lease::new(token, sent, lease);
+    let renewals = Renewals {
+        observer,
+        store,
+        key,
+        token,
+        lease,
+        state: &state,
+    };
+    let ran = with_heartbeat(renewals, Guarded::new(handler, state.clone())).await;
+    observer.renewals(state.renewals());
+    ran
+}
+
+/// The entry a codec's disposition completes the claim with; `None`: release it.
+pub(super) fn completion(
+    entry: IdempotencyEntry<Processing>,
+    disposition: Disposition,
+) -> Option<IdempotencyEntry<Completed>> {
+    match disposition {
+        Disposition::Complete(response) => Some(entry.complete(response)),
+        Disposition::NotReplayable => Some(entry.complete_not_replayable()),
+        Disposition::Release => None,
     }
 }
 

@@ -9,10 +9,8 @@
 //! the writes made in the transaction.
 
 use super::acquire::{Claim, Step, acquire};
-use super::codec::{Disposition, ResultCodec};
-use super::current::{Guarded, Lease};
-use super::heartbeat::{Renewals, with_heartbeat};
-use super::run::{release, superseded};
+use super::codec::ResultCodec;
+use super::run::{completion, heartbeat, release, superseded};
 use super::{Spec, answer};
 use crate::observe::{Observer, Outcome, Severity, store_call};
 use crate::store::TransactionalStore;
@@ -79,29 +77,24 @@ where
             return answer::<R, C>(observer, e);
         }
     };
-    let lease = Lease::new(token, sent, spec.lease);
-    let renewals = Renewals {
+    let ran = heartbeat(
         observer,
         store,
         key,
         token,
-        lease: spec.lease,
-        state: &lease,
-    };
-    let ran = with_heartbeat(renewals, Guarded::new(handler(transaction), lease.clone())).await;
-    observer.renewals(lease.renewals());
+        sent,
+        spec.lease,
+        handler(transaction),
+    )
+    .await;
     // A panic dropped the transaction, which rolls it back: nothing the handler wrote stays.
     let Ok((mut transaction, result)) = ran else {
         return answer::<R, C>(observer, Error::HandlerPanicked);
     };
-    let completed = match C::encode(&result, spec.max_body) {
-        Disposition::Complete(response) => entry.complete(response),
-        Disposition::NotReplayable => entry.complete_not_replayable(),
-        Disposition::Release => {
-            drop(transaction);
-            release(observer, store, key, token).await;
-            return result;
-        }
+    let Some(completed) = completion(entry, C::encode(&result, spec.max_body)) else {
+        drop(transaction);
+        release(observer, store, key, token).await;
+        return result;
     };
     let (fingerprint, replayable) = (completed.fingerprint(), completed.response().is_some());
     let written = store.complete_in(&mut transaction, key, completed, token);
@@ -133,11 +126,7 @@ async fn commit<R, C: ResultCodec<R>, S: TransactionalStore>(
 ) -> R {
     match store_call(store.kind(), "commit", store.commit(transaction)).await {
         Ok(()) => {
-            observer.outcome(if replayable {
-                Outcome::Executed
-            } else {
-                Outcome::NotReplayable
-            });
+            observer.outcome(Outcome::completed(replayable));
             result
         }
         Err(e) => {

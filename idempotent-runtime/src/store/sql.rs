@@ -38,7 +38,7 @@ pub(crate) const DEFAULT_TABLE: &str = "idempotency_records";
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Claims between two incremental purges, and rows each purge deletes at most.
 pub(crate) const PURGE_EVERY: u32 = 64;
-pub(crate) const PURGE_ROWS: i64 = 32;
+pub(crate) const PURGE_ROWS: u32 = 32;
 
 const PROCESSING: i64 = 0;
 const COMPLETED: i64 = 1;

@@ -146,8 +146,7 @@ macro_rules! sql_store {
                 use std::sync::atomic::Ordering;
                 let n = self.claims.fetch_add(1, Ordering::Relaxed);
                 if n % $crate::store::sql::PURGE_EVERY == 0 {
-                    let limit = u32::try_from($crate::store::sql::PURGE_ROWS).unwrap_or(32);
-                    let _ = self.purge_expired(limit).await;
+                    let _ = self.purge_expired($crate::store::sql::PURGE_ROWS).await;
                 }
             }
 
