@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// A monotonic clock: the time elapsed since an origin of the clock's choosing.
 ///
@@ -23,7 +25,10 @@ pub trait Clock: fmt::Debug + Send + Sync {
     fn now(&self) -> Duration;
 }
 
-/// The real monotonic clock (`std::time::Instant`).
+/// The real monotonic clock, read the way the execution protocol reads it: through
+/// `tokio::time::Instant`, which is `std::time::Instant` unless tokio's time is paused (tokio's
+/// `test-util`, `#[tokio::test(start_paused = true)]`). So a store on this clock and the lease
+/// heartbeat see one time, and a test with paused time moves both.
 ///
 /// ```
 /// use idempotent_runtime::{Clock, SystemClock};

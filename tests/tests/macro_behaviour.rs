@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use idempotent_runtime::{Error, MemoryStore, current_claim, idempotent};
+use idempotent_runtime::{Error, ManualClock, MemoryStore, current_claim, idempotent};
+use idempotent_tests::gate::Gate;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,13 +57,20 @@ struct Order {
 struct Gateway {
     store: MemoryStore,
     charges: Arc<AtomicUsize>,
+    /// Where a handler waits for its test, so tests order events without sleeps.
+    gate: Gate,
 }
 
 impl Gateway {
     fn new() -> Self {
+        Self::with_store(MemoryStore::new())
+    }
+
+    fn with_store(store: MemoryStore) -> Self {
         Self {
-            store: MemoryStore::new(),
+            store,
             charges: Arc::new(AtomicUsize::new(0)),
+            gate: Gate::new(),
         }
     }
 
@@ -73,7 +81,7 @@ impl Gateway {
 
 #[idempotent(key = order.key, store = gw.store, name = "test.charge", ttl = "10m", lease = "2s")]
 async fn charge(gw: &Gateway, order: Order) -> Result<Receipt, PayError> {
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    gw.gate.pass().await;
     let charge = gw.charges.fetch_add(1, Ordering::SeqCst) + 1;
     Ok(Receipt {
         charge,
@@ -119,13 +127,20 @@ async fn a_thousand_concurrent_calls_run_the_body_once_with_wait() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test]
 async fn concurrent_calls_are_rejected_while_in_flight_by_default() {
     let gw = Gateway::new();
-    let (a, b) = tokio::join!(charge(&gw, order("k-reject", 1)), async {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        charge(&gw, order("k-reject", 1)).await
+    let first = tokio::spawn({
+        let gw = gw.clone();
+        async move { charge(&gw, order("k-reject", 1)).await }
     });
+    gw.gate.entered().await; // the first call holds the claim, mid-handler
+    assert_eq!(
+        charge(&gw, order("k-reject", 1)).await,
+        Err(PayError::Idempotency(Refused::InFlight))
+    );
+    gw.gate.open();
+    let a = first.await.expect("first call");
     assert_eq!(
         a,
         Ok(Receipt {
@@ -133,7 +148,6 @@ async fn concurrent_calls_are_rejected_while_in_flight_by_default() {
             amount: 1
         })
     );
-    assert_eq!(b, Err(PayError::Idempotency(Refused::InFlight)));
     assert_eq!(
         charge(&gw, order("k-reject", 1)).await,
         a,
@@ -188,19 +202,21 @@ async fn cache_errors_replays_the_error() {
 #[tokio::test]
 async fn same_key_other_arguments_is_a_mismatch_also_in_flight() {
     let gw = Gateway::new();
-    let (first, other) = tokio::join!(charge(&gw, order("k-mm", 10)), async {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        charge(&gw, order("k-mm", 99)).await
+    let first = tokio::spawn({
+        let gw = gw.clone();
+        async move { charge(&gw, order("k-mm", 10)).await }
     });
+    gw.gate.entered().await;
     let mismatch = Err(PayError::Idempotency(Refused::FingerprintMismatch));
+    assert_eq!(charge(&gw, order("k-mm", 99)).await, mismatch, "in flight");
+    gw.gate.open();
     assert_eq!(
-        first,
+        first.await.expect("first call"),
         Ok(Receipt {
             charge: 1,
             amount: 10
         })
     );
-    assert_eq!(other, mismatch, "in flight");
     assert_eq!(charge(&gw, order("k-mm", 99)).await, mismatch, "completed");
     assert_eq!(gw.charges(), 1);
 }
@@ -219,7 +235,7 @@ async fn two_scopes_with_one_key_never_meet() {
     assert_eq!(scoped(&gw, "bob", "k").await, Ok("bob:2".into()));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_panicking_handler_is_not_completed_and_its_key_frees_after_the_lease() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent(key = key, name = "test.panics", store = store, lease = "300ms")]
@@ -241,7 +257,7 @@ async fn a_panicking_handler_is_not_completed_and_its_key_frees_after_the_lease(
     assert_eq!(RUNS.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dropped_future_leaves_the_claim_to_lapse_and_never_completes_twice() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent(key = key, name = "test.dropped", store = store, lease = "300ms")]
@@ -263,7 +279,7 @@ async fn a_dropped_future_leaves_the_claim_to_lapse_and_never_completes_twice() 
     assert_eq!(RUNS.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_heartbeat_keeps_a_long_handler_exclusive() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent(key = key, name = "test.long", store = store, lease = "150ms")]
@@ -281,52 +297,79 @@ async fn the_heartbeat_keeps_a_long_handler_exclusive() {
     assert_eq!(intruder, Err(PayError::Idempotency(Refused::InFlight)));
     let (run, renewals) = first.expect("first run");
     assert_eq!(run, 1);
-    assert!(renewals >= 3, "renewed every lease/3: {renewals}");
+    // Paused time: renewals every 50 ms, sent at 50, 100, …, 400 ms; the handler ends at
+    // 450 ms, polled before the ninth.
+    assert_eq!(renewals, 8, "renewed every lease/3");
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+}
+
+/// A zombie: the first holder suspended mid-handler (a stalled process renews nothing) while
+/// its lease lapses on the store's clock. The lease is a minute of real time, so the heartbeat
+/// never ticks during the test; the store's injected clock jumps past it.
+#[idempotent(key = key, name = "test.zombie", store = gw.store, lease = "60s")]
+async fn job(gw: &Gateway, key: &str) -> Result<usize, PayError> {
+    let run = gw.charges.fetch_add(1, Ordering::SeqCst) + 1;
+    if run == 1 {
+        gw.gate.pass().await; // suspended until the test wakes it
+    }
+    Ok(run)
 }
 
 #[tokio::test]
 async fn a_zombie_completion_is_stale_and_the_winner_stands() {
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
-    // A store whose heartbeat cannot reach it: renewals of this store are disabled by making
-    // the handler block its thread, so no renewal runs while it sleeps past its lease.
-    #[idempotent(key = key, name = "test.zombie", store = store, lease = "100ms")]
-    async fn job(store: &MemoryStore, key: &str) -> Result<usize, PayError> {
-        let run = RUNS.fetch_add(1, Ordering::SeqCst) + 1;
-        if run == 1 {
-            std::thread::sleep(Duration::from_millis(300)); // a paused process: no heartbeat
-        }
-        Ok(run)
-    }
-    let store = MemoryStore::new();
+    let clock = Arc::new(ManualClock::new());
+    let gw = Gateway::with_store(MemoryStore::builder().clock(clock.clone()).build());
     let zombie = tokio::spawn({
-        let store = store.clone();
-        async move { job(&store, "k-zombie").await }
+        let gw = gw.clone();
+        async move { job(&gw, "k-zombie").await }
     });
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    // The winner claims after the zombie's lease lapsed (the zombie's thread is blocked).
-    let winner = std::thread::spawn({
-        let store = store.clone();
-        move || {
-            std::thread::sleep(Duration::from_millis(200));
-            tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .expect("runtime")
-                .block_on(job(&store, "k-zombie"))
-        }
-    });
-    let winner = winner.join().expect("winner");
-    assert_eq!(winner, Ok(2));
+    gw.gate.entered().await;
+    clock.advance(Duration::from_secs(61)); // the zombie's lease lapses while it is suspended
+    assert_eq!(
+        job(&gw, "k-zombie").await,
+        Ok(2),
+        "the winner claims while the zombie is mid-handler, and completes"
+    );
+    gw.gate.open();
     assert_eq!(
         zombie.await.expect("zombie"),
-        Err(PayError::Idempotency(Refused::StaleFencingToken))
+        Ok(2),
+        "the zombie's completion is stale: its caller gets the winner's answer, not its own"
     );
     assert_eq!(
-        job(&store, "k-zombie").await,
+        job(&gw, "k-zombie").await,
         Ok(2),
         "the winner's result stands"
     );
+    assert_eq!(
+        gw.charges(),
+        2,
+        "documented: a holder stalled past its lease ran too"
+    );
+}
+
+#[tokio::test]
+async fn a_zombie_that_wakes_before_any_winner_is_refused_and_stores_nothing() {
+    let clock = Arc::new(ManualClock::new());
+    let gw = Gateway::with_store(MemoryStore::builder().clock(clock.clone()).build());
+    let zombie = tokio::spawn({
+        let gw = gw.clone();
+        async move { job(&gw, "k-zombie-alone").await }
+    });
+    gw.gate.entered().await;
+    clock.advance(Duration::from_secs(61));
+    gw.gate.open();
+    assert_eq!(
+        zombie.await.expect("zombie"),
+        Err(PayError::Idempotency(Refused::StaleFencingToken)),
+        "its lease lapsed: the completion is refused and nothing answers for the key"
+    );
+    assert_eq!(
+        job(&gw, "k-zombie-alone").await,
+        Ok(2),
+        "nothing was stored: the retry runs"
+    );
+    assert_eq!(job(&gw, "k-zombie-alone").await, Ok(2));
 }
 
 #[tokio::test]

@@ -361,3 +361,96 @@ async fn a_claim_whose_reply_was_lost_does_not_block_the_key() {
     assert_eq!(retry.ok().as_deref(), Some("charge #2"), "the retry ran");
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
+
+/// What an operator does to a record while its handler runs.
+#[derive(Debug, Clone, Copy)]
+enum Operator {
+    Del,
+    Pexpire,
+}
+
+/// An operator's `DEL` or `PEXPIRE key 1` while the holder is mid-handler. With `winner`, a
+/// retry then reclaims the key, runs and completes: the holder's completion is stale and its
+/// caller gets the winner's answer. Without, the holder's completion finds no claim of its own
+/// and is refused: `StaleFencingToken` (409 in HTTP mode), nothing stored.
+async fn operator_mid_handler(op: Operator, winner: bool) {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let k = key(&format!("operator-{op:?}-{winner}"));
+    let count = Arc::new(AtomicUsize::new(0));
+    let gate = idempotent_tests::gate::Gate::new();
+    let run = |label: &'static str| {
+        let (store, k, count, gate) = (store.clone(), k.clone(), count.clone(), gate.clone());
+        async move {
+            Idempotent::new("valkey.operator")
+                .store(&store)
+                .run(&k, &1, async {
+                    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n == 1 {
+                        gate.pass().await;
+                    }
+                    Ok::<_, Error>(format!("{label} #{n}"))
+                })
+                .await
+        }
+    };
+    let holder = tokio::spawn(run("holder"));
+    gate.entered().await;
+    let record = store.record_key(&storage_key("valkey.operator", None, &k));
+    let mut client = server.client();
+    let touched: i64 = match op {
+        Operator::Del => redis::cmd("DEL").arg(&record).query(&mut client),
+        Operator::Pexpire => redis::cmd("PEXPIRE").arg(&record).arg(1).query(&mut client),
+    }
+    .expect("operator command");
+    assert_eq!(touched, 1, "{op:?}: the holder's claim was there");
+    for _ in 0..1000 {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&record)
+            .query(&mut client)
+            .expect("EXISTS");
+        if exists == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    if winner {
+        assert_eq!(
+            run("winner").await.ok().as_deref(),
+            Some("winner #2"),
+            "{op:?}: the reclaim runs"
+        );
+    }
+    gate.open();
+    let late = holder.await.expect("holder task");
+    if winner {
+        assert_eq!(
+            late.ok().as_deref(),
+            Some("winner #2"),
+            "{op:?}: the holder's caller gets the winner's answer"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    } else {
+        assert!(
+            matches!(late, Err(Error::StaleFencingToken)),
+            "{op:?}: {late:?}"
+        );
+        assert_eq!(
+            store
+                .get(&storage_key("valkey.operator", None, &k))
+                .await
+                .expect("get"),
+            None,
+            "{op:?}: the holder's refused completion stored nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_operator_deleting_a_claim_mid_handler_leaves_one_answer() {
+    for op in [Operator::Del, Operator::Pexpire] {
+        for winner in [true, false] {
+            operator_mid_handler(op, winner).await;
+        }
+    }
+}
