@@ -43,6 +43,8 @@ pub(crate) struct Args {
     pub(crate) store: Option<(Span, Expr)>,
     pub(crate) skip: Option<(Span, Vec<Ident>)>,
     pub(crate) fingerprint: Option<(Span, Vec<Expr>)>,
+    /// `fingerprint_strategy = <expr>`: a `FingerprintStrategy` instead of the default.
+    pub(crate) fingerprint_strategy: Option<(Span, Expr)>,
     pub(crate) scope: Option<(Span, Expr)>,
     pub(crate) name: Option<(Span, LitStr)>,
     pub(crate) concurrent: Option<(Span, Concurrent)>,
@@ -51,7 +53,7 @@ pub(crate) struct Args {
     pub(crate) transaction: Option<(Span, Ident)>,
 }
 
-const OPTIONS: &str = "`key`, `ttl`, `lease`, `store`, `skip`, `fingerprint`, `scope`, `name`, `concurrent`, `cache_errors`, `transaction`";
+const OPTIONS: &str = "`key`, `ttl`, `lease`, `store`, `skip`, `fingerprint`, `fingerprint_strategy`, `scope`, `name`, `concurrent`, `cache_errors`, `transaction`";
 
 impl Args {
     /// Parses the attribute's arguments; errors are collected, not stopped at.
@@ -90,6 +92,12 @@ impl Args {
             ),
             "store" => set(&mut self.store, span, "store", meta.value()?.parse()?),
             "scope" => set(&mut self.scope, span, "scope", meta.value()?.parse()?),
+            "fingerprint_strategy" => set(
+                &mut self.fingerprint_strategy,
+                span,
+                "fingerprint_strategy",
+                meta.value()?.parse()?,
+            ),
             "name" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 if lit.value().is_empty() {

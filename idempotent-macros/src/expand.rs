@@ -93,7 +93,7 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
             quote!(let __idempotent_store: &dyn #rt::IdempotencyStore = #rt::implicit_store(__idempotent_operation);)
         }
     };
-    let fingerprinted = &valid.fingerprinted;
+    let fingerprint = fingerprint_call(valid, "fingerprint", &quote!(__idempotent_operation));
     let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
     // The whole call and its `.await` carry the return type's span: the bound is checked at
     // the call and again where the future is awaited, and both then point at the return type.
@@ -139,10 +139,29 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
             let __idempotent_key = #into_key;
             #checks
             let __idempotent_operation: &'static str = #operation;
-            let __idempotent_fingerprint = #rt::fingerprint(__idempotent_operation, &(#(&#fingerprinted,)*));
+            let __idempotent_fingerprint = #fingerprint;
             let __idempotent_scope = #scope;
             #store
             #run
+        }
+    }
+}
+
+/// The call that fingerprints the arguments: `function(context, args)`, or
+/// `function_with(&strategy, context, args)` for `fingerprint_strategy = …`, spanned at the
+/// strategy so a wrong type is reported there.
+fn fingerprint_call(valid: &Validated<'_>, function: &str, context: &TokenStream) -> TokenStream {
+    let rt = quote!(::idempotent_runtime::__private);
+    let fingerprinted = &valid.fingerprinted;
+    let args = quote!(#context, &(#(&#fingerprinted,)*));
+    match &valid.args.fingerprint_strategy {
+        None => {
+            let function = quote::format_ident!("{function}");
+            quote!(#rt::#function(#args))
+        }
+        Some((_, strategy)) => {
+            let function = quote::format_ident!("{function}_with");
+            quote_spanned! {strategy.span()=> #rt::#function(&(#strategy), #args) }
         }
     }
 }
@@ -159,7 +178,11 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
         scope,
         checks,
     } = common(valid);
-    let fingerprinted = &valid.fingerprinted;
+    let fingerprint = fingerprint_call(
+        valid,
+        "fingerprint_http",
+        &quote!(&__IDEMPOTENT_HTTP, &__idempotent_head),
+    );
     let header_name = match &header.name {
         Some(name) => quote!(#name),
         None => quote!(#rt::IDEMPOTENCY_KEY_HEADER),
@@ -186,11 +209,7 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
             static __IDEMPOTENT_HTTP: #rt::HttpOptions = #options;
             #witness
             #checks
-            let __idempotent_fingerprint = #rt::fingerprint_http(
-                &__IDEMPOTENT_HTTP,
-                &__idempotent_head,
-                &(#(&#fingerprinted,)*),
-            );
+            let __idempotent_fingerprint = #fingerprint;
             let __idempotent_scope = #scope;
             let __idempotent_store = #store;
             #call

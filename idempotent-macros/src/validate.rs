@@ -175,17 +175,20 @@ fn check_selection(args: &Args, bound: &[Ident], errors: &mut Errors) {
 }
 
 /// What the fingerprint hashes: `fingerprint(…)`, or every bound argument not skipped. The
-/// argument the store comes from is infrastructure, never request content: skipped too.
+/// arguments the store and the fingerprint strategy come from are infrastructure, never
+/// request content: skipped too.
 fn fingerprinted(args: &Args, bound: &[Ident]) -> Vec<Expr> {
     if let Some((_, fields)) = &args.fingerprint {
         return fields.clone();
     }
-    let store_root = args.store.as_ref().and_then(|(_, e)| root_ident(e));
+    let infrastructure = [&args.store, &args.fingerprint_strategy]
+        .into_iter()
+        .filter_map(|option| option.as_ref().and_then(|(_, e)| root_ident(e)));
     let skipped: Vec<&Ident> = args
         .skip
         .iter()
         .flat_map(|(_, names)| names)
-        .chain(store_root)
+        .chain(infrastructure)
         .collect();
     bound
         .iter()

@@ -118,6 +118,19 @@ pub fn fingerprint<T: Serialize + ?Sized>(operation: &str, args: &T) -> Result<F
     Ok(builder.finish())
 }
 
+/// The fingerprint of the operation and its fingerprinted arguments by the user's `strategy`
+/// (`fingerprint_strategy = …`), which sees the arguments as a JSON array, in order.
+///
+/// # Errors
+/// [`Error::Fingerprint`] when an argument fails to serialize.
+pub fn fingerprint_with<S, T>(strategy: &S, operation: &str, args: &T) -> Result<Fingerprint, Error>
+where
+    S: crate::FingerprintStrategy + ?Sized,
+    T: Serialize + ?Sized,
+{
+    crate::protocol::strategy::fingerprint_value(strategy, operation, args)
+}
+
 /// The store a handler uses: a clone of `store = …` (so it outlives borrowed arguments).
 #[must_use]
 pub fn store_handle<S: IdempotencyStore + Clone>(store: &S) -> S {
@@ -151,6 +164,30 @@ pub fn fingerprint_http<T: Serialize + ?Sized>(
 ) -> Result<Fingerprint, Error> {
     head.fingerprint(options.operation(), |builder| {
         builder.value(args)?;
+        Ok(())
+    })
+}
+
+/// Like [`fingerprint_http`], with the arguments fingerprinted by the user's `strategy` (as a
+/// JSON array, in order); method, route template and query still count.
+///
+/// # Errors
+/// [`Error::Fingerprint`] when an argument fails to serialize.
+#[cfg(feature = "axum")]
+pub fn fingerprint_http_with<S, T>(
+    strategy: &S,
+    options: &HttpOptions,
+    head: &RequestHead,
+    args: &T,
+) -> Result<Fingerprint, Error>
+where
+    S: crate::FingerprintStrategy + ?Sized,
+    T: Serialize + ?Sized,
+{
+    let content =
+        crate::protocol::strategy::fingerprint_value(strategy, options.operation(), args)?;
+    head.fingerprint(options.operation(), |builder| {
+        builder.bytes(&content.to_bytes());
         Ok(())
     })
 }

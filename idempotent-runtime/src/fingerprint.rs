@@ -106,6 +106,24 @@ pub trait FingerprintStrategy: Send + Sync {
     fn compute(&self, operation: &str, content: &[u8]) -> Fingerprint;
 }
 
+impl<S: FingerprintStrategy + ?Sized> FingerprintStrategy for &S {
+    fn compute(&self, operation: &str, content: &[u8]) -> Fingerprint {
+        (**self).compute(operation, content)
+    }
+}
+
+impl<S: FingerprintStrategy + ?Sized> FingerprintStrategy for std::sync::Arc<S> {
+    fn compute(&self, operation: &str, content: &[u8]) -> Fingerprint {
+        (**self).compute(operation, content)
+    }
+}
+
+impl<S: FingerprintStrategy + ?Sized> FingerprintStrategy for Box<S> {
+    fn compute(&self, operation: &str, content: &[u8]) -> Fingerprint {
+        (**self).compute(operation, content)
+    }
+}
+
 /// The default strategy: 128-bit xxHash3 over the length-prefixed operation and content.
 ///
 /// ```

@@ -10,7 +10,10 @@ use super::default_store::implicit_store;
 use super::{Concurrency, Spec, answer, execute};
 use crate::observe::Observer;
 use crate::store::{TransactionFuture, TransactionalStore};
-use crate::{DefaultFingerprintStrategy, Error, Fingerprint, IdempotencyKey, IdempotencyStore};
+use crate::{
+    DefaultFingerprintStrategy, Error, Fingerprint, FingerprintStrategy, IdempotencyKey,
+    IdempotencyStore,
+};
 
 /// Runs a fallible async operation at most once per idempotency key, without the macro.
 ///
@@ -42,6 +45,7 @@ pub struct Idempotent<'a> {
     spec: Spec,
     operation: &'a str,
     scope: Option<String>,
+    strategy: Option<&'a dyn FingerprintStrategy>,
 }
 
 impl<'a> Idempotent<'a> {
@@ -53,6 +57,7 @@ impl<'a> Idempotent<'a> {
             spec: Spec::new(),
             operation,
             scope: None,
+            strategy: None,
         }
     }
 
@@ -98,12 +103,59 @@ impl<'a> Idempotent<'a> {
         self
     }
 
-    /// The fingerprint of `request` for this operation.
+    /// Fingerprints requests with `strategy` instead of [`DefaultFingerprintStrategy`]. The
+    /// strategy is given the request as its JSON (`serde_json`) bytes, so it can leave out
+    /// what may differ between retries of one request, or normalize it.
+    ///
+    /// ```
+    /// use idempotent_runtime::{
+    ///     DefaultFingerprintStrategy, Error, Fingerprint, FingerprintStrategy, Idempotent,
+    ///     IdempotencyKey, MemoryStore,
+    /// };
+    ///
+    /// /// A retry may carry a new `trace_id`: it is still the same request.
+    /// struct IgnoreTraceId;
+    ///
+    /// impl FingerprintStrategy for IgnoreTraceId {
+    ///     fn compute(&self, operation: &str, content: &[u8]) -> Fingerprint {
+    ///         let mut json: serde_json::Value =
+    ///             serde_json::from_slice(content).unwrap_or(serde_json::Value::Null);
+    ///         if let Some(fields) = json.as_object_mut() {
+    ///             fields.remove("trace_id");
+    ///         }
+    ///         DefaultFingerprintStrategy.compute(operation, json.to_string().as_bytes())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Error> {
+    /// let store = MemoryStore::new();
+    /// let key = IdempotencyKey::new("order-42")?;
+    /// let op = Idempotent::new("orders.pay").store(&store).fingerprint_strategy(&IgnoreTraceId);
+    /// let first = serde_json::json!({ "cents": 100, "trace_id": "a1" });
+    /// let retry = serde_json::json!({ "cents": 100, "trace_id": "b2" });
+    /// assert_eq!(op.fingerprint(&first)?, op.fingerprint(&retry)?);
+    /// let paid = op.run(&key, &first, async { Ok::<_, Error>("paid".to_owned()) }).await?;
+    /// let again = op.run(&key, &retry, async { Ok::<_, Error>("twice!".to_owned()) }).await?;
+    /// assert_eq!(again, paid);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn fingerprint_strategy(mut self, strategy: &'a dyn FingerprintStrategy) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// The fingerprint of `request` for this operation, by this operation's strategy.
     ///
     /// # Errors
     /// [`Error::Fingerprint`] when `request` fails to serialize.
     pub fn fingerprint<Q: Serialize + ?Sized>(&self, request: &Q) -> Result<Fingerprint, Error> {
-        Ok(DefaultFingerprintStrategy.compute_value(self.operation, request)?)
+        match self.strategy {
+            None => Ok(DefaultFingerprintStrategy.compute_value(self.operation, request)?),
+            Some(strategy) => super::strategy::fingerprint_value(strategy, self.operation, request),
+        }
     }
 
     /// Runs `handler` once for `key` and `request` (what is fingerprinted); retries get the
@@ -244,6 +296,7 @@ impl std::fmt::Debug for Idempotent<'_> {
             .field("operation", &self.operation)
             .field("scope", &self.scope)
             .field("spec", &self.spec)
+            .field("custom_fingerprint_strategy", &self.strategy.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -2,7 +2,8 @@
 //! key ([`storage_key`]), taking the claim or answering without running (`acquire`), running
 //! the handler under it and completing or releasing (`run`), the lease heartbeat
 //! (`heartbeat`), claims whose reply was lost (`lost`), what a running handler knows of its
-//! claim ([`current_claim`]), how results are stored (`codec`), the default store, and the
+//! claim ([`current_claim`]), how results are stored (`codec`), a user's fingerprint
+//! strategy (`strategy`), the default store, and the
 //! public face, [`Idempotent`]. The macro calls `__private::execute`, the same protocol.
 
 mod acquire;
@@ -15,6 +16,7 @@ mod lost;
 mod run;
 mod spec;
 mod stored_key;
+pub(crate) mod strategy;
 pub(crate) mod transaction;
 
 use std::future::Future;

@@ -17,8 +17,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{HttpOptions, Problem, RequestHead};
-use crate::IdempotencyStore;
 use crate::{Concurrency, DEFAULT_MAX_BODY};
+use crate::{FingerprintStrategy, IdempotencyStore};
 
 type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
@@ -48,6 +48,7 @@ pub struct IdempotencyLayer<St> {
     max_request_body: usize,
     scope: Option<Arc<Scope>>,
     allow_unscoped: bool,
+    strategy: Option<Arc<dyn FingerprintStrategy>>,
 }
 
 /// What the layer stores by default: success and redirection.
@@ -63,6 +64,7 @@ impl<St: fmt::Debug> fmt::Debug for IdempotencyLayer<St> {
             .field("max_request_body", &self.max_request_body)
             .field("scoped", &self.scope.is_some())
             .field("allow_unscoped", &self.allow_unscoped)
+            .field("custom_fingerprint_strategy", &self.strategy.is_some())
             .finish()
     }
 }
@@ -80,6 +82,7 @@ impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
             max_request_body: DEFAULT_MAX_BODY,
             scope: None,
             allow_unscoped: false,
+            strategy: None,
         }
     }
 
@@ -170,6 +173,38 @@ impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
         scope: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.scope = Some(Arc::new(scope));
+        self
+    }
+
+    /// Fingerprints request bodies with `strategy` instead of hashing their raw bytes; the
+    /// method, route template and query still count. The strategy sees the body as it came.
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use idempotent_runtime::{
+    ///     DefaultFingerprintStrategy, Fingerprint, FingerprintStrategy, MemoryStore,
+    ///     service::IdempotencyLayer,
+    /// };
+    ///
+    /// /// JSON bodies compared by content: key order and whitespace do not matter.
+    /// struct JsonContent;
+    ///
+    /// impl FingerprintStrategy for JsonContent {
+    ///     fn compute(&self, operation: &str, body: &[u8]) -> Fingerprint {
+    ///         match serde_json::from_slice::<serde_json::Value>(body) {
+    ///             Ok(json) => DefaultFingerprintStrategy.compute(operation, json.to_string().as_bytes()),
+    ///             Err(_) => DefaultFingerprintStrategy.compute(operation, body),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/payments", post(|| async { "charged" }))
+    ///     .route_layer(IdempotencyLayer::new(MemoryStore::new()).fingerprint_strategy(JsonContent));
+    /// ```
+    #[must_use]
+    pub fn fingerprint_strategy(mut self, strategy: impl FingerprintStrategy + 'static) -> Self {
+        self.strategy = Some(Arc::new(strategy));
         self
     }
 
@@ -283,7 +318,14 @@ where
                 Err(e) => return Ok(Problem::unreadable_body(&e).into_response()),
             };
             let fingerprint = head.fingerprint(layer.options.operation(), |b| {
-                b.bytes(&bytes);
+                match &layer.strategy {
+                    None => b.bytes(&bytes),
+                    Some(strategy) => b.bytes(
+                        &strategy
+                            .compute(layer.options.operation(), &bytes)
+                            .to_bytes(),
+                    ),
+                };
                 Ok(())
             });
             let request = Request::from_parts(parts, Body::from(bytes));
