@@ -5,6 +5,7 @@ pub mod gate;
 pub mod http;
 pub mod log;
 pub mod postgres_server;
+pub mod reaper;
 pub mod redis_server;
 pub mod sql;
 pub mod valkey;

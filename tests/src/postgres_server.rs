@@ -13,7 +13,10 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::reaper::reap_when_this_process_exits;
 
 /// One PostgreSQL server.
 #[derive(Debug)]
@@ -65,6 +68,23 @@ impl PostgresServer {
         server
     }
 
+    /// One server shared by every test of this test binary: started on first use, stopped by
+    /// a reaper when the process exits. For tests that only use it; a test that breaks its
+    /// server (kill, pause) starts its own.
+    ///
+    /// # Panics
+    /// When the server cannot be started.
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<PostgresServer> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let server = Self::start();
+            if let Some(child) = &server.child {
+                reap_when_this_process_exits(child.id(), &server.dir);
+            }
+            server
+        })
+    }
+
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(self.bin.join(program));
         if let Some((uid, gid)) = self.user {
@@ -82,7 +102,9 @@ impl PostgresServer {
             .args(["-p", &port, "-k"])
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            // Commits are written to the WAL before they return (a killed server keeps them,
+            // as a real one does); fsync is off, since no test loses the machine's page cache.
+            .args(["-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -9,7 +9,10 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::reaper::reap_when_this_process_exits;
 
 /// One `redis-server` process.
 #[derive(Debug)]
@@ -25,6 +28,27 @@ impl RedisServer {
     #[must_use]
     pub fn start() -> Self {
         Self::start_with(&[])
+    }
+
+    /// One server shared by every test of this test binary: started on first use, stopped by
+    /// a reaper when the process exits. For tests that only use it; a test that breaks its
+    /// server (kill, pause) starts its own.
+    ///
+    /// # Panics
+    /// When the server cannot be started.
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<RedisServer> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let server = Self::start();
+            server.reap_with_this_process();
+            server
+        })
+    }
+
+    fn reap_with_this_process(&self) {
+        if let Some(pid) = self.pid() {
+            reap_when_this_process_exits(pid, &self.dir);
+        }
     }
 
     /// Starts a server with extra `--name value` arguments.
@@ -185,6 +209,23 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// A 3-master cluster shared by every test of this test binary, reaped when the process
+    /// exits (see [`RedisServer::shared`]).
+    ///
+    /// # Panics
+    /// When the cluster cannot be started.
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let cluster = Self::start(3);
+            cluster
+                .nodes
+                .iter()
+                .for_each(RedisServer::reap_with_this_process);
+            cluster
+        })
+    }
+
     /// Starts `n` (>= 3) cluster-enabled servers and joins them into one cluster.
     #[must_use]
     pub fn start(n: usize) -> Self {

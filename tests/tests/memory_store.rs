@@ -50,31 +50,42 @@ async fn claim(store: &MemoryStore, k: &IdempotencyKey, n: u128) -> Result<Inser
     store.try_insert(k, entry(n)).await
 }
 
-#[tokio::test]
-async fn passes_the_conformance_suite() {
-    let harness = Memory::new();
-    for (name, check) in conformance::checks::<Memory>() {
-        if let Err(message) = check(&harness).await {
-            panic!("conformance check `{name}` failed: {message}");
-        }
+/// The same store behind `Arc<dyn IdempotencyStore>`: the forwarding impls conform too.
+struct Dyn(Memory, Arc<dyn IdempotencyStore>);
+
+impl Dyn {
+    fn new() -> Self {
+        let memory = Memory::new();
+        let store: Arc<dyn IdempotencyStore> = Arc::new(memory.store.clone());
+        Self(memory, store)
     }
 }
 
-#[tokio::test]
-async fn passes_the_conformance_suite_behind_a_trait_object() {
-    struct Dyn(Memory, Arc<dyn IdempotencyStore>);
-    impl Harness for Dyn {
-        type Store = Arc<dyn IdempotencyStore>;
-        fn store(&self) -> &Self::Store {
-            &self.1
-        }
-        async fn advance(&self, by: Duration) {
-            self.0.clock.advance(by);
-        }
+impl Harness for Dyn {
+    type Store = Arc<dyn IdempotencyStore>;
+
+    fn store(&self) -> &Self::Store {
+        &self.1
     }
-    let memory = Memory::new();
-    let store: Arc<dyn IdempotencyStore> = Arc::new(memory.store.clone());
-    conformance::run_all(&Dyn(memory, store))
+
+    async fn advance(&self, by: Duration) {
+        self.0.clock.advance(by);
+    }
+}
+
+/// One test per conformance check.
+mod conformance_memory {
+    idempotent_runtime::conformance_tests!(super::Memory, super::Memory::new());
+}
+
+/// One test per conformance check, through a trait object.
+mod conformance_memory_dyn {
+    idempotent_runtime::conformance_tests!(super::Dyn, super::Dyn::new());
+}
+
+#[tokio::test]
+async fn run_all_stops_at_nothing_on_a_conforming_store() {
+    conformance::run_all(&Memory::new())
         .await
         .expect("conforms");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use idempotent_runtime::conformance::{self, Harness};
+use idempotent_runtime::conformance::Harness;
 use idempotent_runtime::{
     Error, IdempotencyKey, IdempotencyStore, Idempotent, PostgresStore, SqliteStore, storage_key,
 };
@@ -28,15 +28,6 @@ impl<S: IdempotencyStore> Harness for Sql<S> {
     }
 }
 
-async fn run_conformance<S: IdempotencyStore>(store: S) {
-    let harness = Sql(store);
-    for (name, check) in conformance::checks::<Sql<S>>() {
-        if let Err(message) = check(&harness).await {
-            panic!("conformance check `{name}` failed: {message}");
-        }
-    }
-}
-
 async fn sqlite() -> (sqlx::SqlitePool, TempDir) {
     idempotent_tests::sql::sqlite("sqlite").await
 }
@@ -50,22 +41,98 @@ async fn postgres(server: &PostgresServer) -> sqlx::PgPool {
         .expect("connect to the test server")
 }
 
-#[tokio::test]
-async fn sqlite_passes_the_conformance_suite() {
-    let (pool, _dir) = sqlite().await;
-    let store = SqliteStore::new(pool);
-    store.migrate().await.expect("migrate");
-    store.migrate().await.expect("migrate is idempotent");
-    run_conformance(store).await;
+/// A SQLite store on its own temporary file, migrated twice (migrate is idempotent).
+struct Sqlite(SqliteStore, #[allow(dead_code)] TempDir);
+
+impl Sqlite {
+    async fn new() -> Self {
+        let (pool, dir) = sqlite().await;
+        let store = SqliteStore::new(pool);
+        store.migrate().await.expect("migrate");
+        store.migrate().await.expect("migrate is idempotent");
+        Self(store, dir)
+    }
 }
 
-#[tokio::test]
-async fn postgres_passes_the_conformance_suite() {
-    let server = PostgresServer::start();
-    let store = PostgresStore::new(postgres(&server).await);
+impl Harness for Sqlite {
+    type Store = SqliteStore;
+
+    fn store(&self) -> &SqliteStore {
+        &self.0
+    }
+
+    async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await; // the database's clock
+    }
+}
+
+/// A PostgreSQL store on the server shared by this file's conformance tests.
+async fn shared_postgres() -> Sql<PostgresStore> {
+    let store = PostgresStore::new(postgres(PostgresServer::shared()).await);
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
-    run_conformance(store).await;
+    Sql(store)
+}
+
+/// One test per conformance check.
+mod conformance_sqlite {
+    idempotent_runtime::conformance_tests!(super::Sqlite, super::Sqlite::new().await);
+}
+
+/// One test per conformance check, on one server shared by these tests.
+mod conformance_postgres {
+    idempotent_runtime::conformance_tests!(
+        super::Sql<idempotent_runtime::PostgresStore>,
+        super::shared_postgres().await
+    );
+}
+
+/// Instances of one service start together and each migrates: concurrent migrations of a
+/// fresh database all succeed (PostgreSQL's `CREATE … IF NOT EXISTS` alone races: two
+/// sessions both create the table's type and one fails on `pg_type`'s unique index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_of_a_fresh_database_all_succeed() {
+    let server = PostgresServer::start();
+    let admin = postgres(&server).await;
+    for round in 0..5 {
+        sqlx::query(&format!("CREATE DATABASE fresh_{round}"))
+            .execute(&admin)
+            .await
+            .expect("create a fresh database");
+        let url = format!(
+            "{}/fresh_{round}",
+            server.url().trim_end_matches("/postgres")
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(&url)
+            .await
+            .expect("connect");
+        let migrations: Vec<_> = (0..16)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { PostgresStore::new(pool).migrate().await })
+            })
+            .collect();
+        for (i, migration) in migrations.into_iter().enumerate() {
+            let migrated = migration.await.expect("task");
+            assert!(
+                migrated.is_ok(),
+                "round {round}, migration {i}: {migrated:?}"
+            );
+        }
+    }
+    let (pool, _dir) = sqlite().await;
+    let migrations: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { SqliteStore::new(pool).migrate().await })
+        })
+        .collect();
+    for migration in migrations {
+        let migrated = migration.await.expect("task");
+        assert!(migrated.is_ok(), "SQLite: {migrated:?}");
+    }
 }
 
 #[tokio::test]

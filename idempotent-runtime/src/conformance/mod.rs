@@ -105,15 +105,63 @@ pub type Check<H> =
     for<'a> fn(&'a H) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 macro_rules! checks {
-    ($($group:ident :: $name:ident),* $(,)?) => {
+    ($d:tt $($group:ident :: $name:ident),* $(,)?) => {
         /// Every check of the suite, by name, for harnesses that run them one test each.
         pub fn checks<H: Harness>() -> Vec<(&'static str, Check<H>)> {
             vec![$((stringify!($name), |h| Box::pin($group::$name(h)))),*]
         }
+
+        /// One `#[tokio::test]` per check of the [`conformance`](crate::conformance) suite, each
+        /// named after its check, so one failure does not hide the rest. `$harness` is the
+        /// [`Harness`](crate::conformance::Harness) type, and the expression after it builds one
+        /// inside each test's `async fn` (it may `.await`). Put it in a module of its own per
+        /// store; the crate needs `tokio` with its `macros` and `rt` features.
+        ///
+        /// ```
+        /// use std::sync::Arc;
+        /// use std::time::Duration;
+        /// use idempotent_runtime::{conformance, ManualClock, MemoryStore};
+        ///
+        /// struct Memory { clock: Arc<ManualClock>, store: MemoryStore }
+        ///
+        /// impl Memory {
+        ///     fn new() -> Self {
+        ///         let clock = Arc::new(ManualClock::new());
+        ///         Self { store: MemoryStore::builder().clock(clock.clone()).build(), clock }
+        ///     }
+        /// }
+        ///
+        /// impl conformance::Harness for Memory {
+        ///     type Store = MemoryStore;
+        ///     fn store(&self) -> &MemoryStore { &self.store }
+        ///     async fn advance(&self, by: Duration) { self.clock.advance(by) }
+        /// }
+        ///
+        /// mod memory_conforms {
+        ///     idempotent_runtime::conformance_tests!(super::Memory, super::Memory::new());
+        /// }
+        /// # fn main() {}
+        /// ```
+        #[macro_export]
+        macro_rules! conformance_tests {
+            ($d harness:ty, $d make:expr $d(,)?) => {
+                $(
+                    #[::tokio::test]
+                    async fn $name() {
+                        let harness: $d harness = $d make;
+                        if let ::core::result::Result::Err(failure) =
+                            $d crate::conformance::run_check(&harness, stringify!($name)).await
+                        {
+                            ::core::panic!("{failure}");
+                        }
+                    }
+                )*
+            };
+        }
     };
 }
 
-checks!(
+checks!($
     claims::claim_then_replay,
     claims::in_flight_record_is_reported_with_its_fingerprint,
     claims::other_fingerprint_sees_the_stored_one,
@@ -131,6 +179,40 @@ checks!(
     fencing::a_token_with_the_right_nonce_and_another_counter_is_stale,
     claims::a_re_sent_claim_is_the_same_claim,
 );
+
+/// Runs the check named `check` (one of [`checks`]).
+///
+/// ```
+/// use idempotent_runtime::{conformance, MemoryStore};
+/// # use std::time::Duration;
+/// # struct Memory(MemoryStore);
+/// # impl conformance::Harness for Memory {
+/// #     type Store = MemoryStore;
+/// #     fn store(&self) -> &MemoryStore { &self.0 }
+/// #     async fn advance(&self, by: Duration) { tokio::time::sleep(by).await }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().expect("rt").block_on(async {
+/// let harness = Memory(MemoryStore::new());
+/// conformance::run_check(&harness, "claim_then_replay").await.expect("conforms");
+/// let unknown = conformance::run_check(&harness, "no_such_check").await;
+/// assert!(unknown.is_err());
+/// # });
+/// ```
+///
+/// # Errors
+/// A [`Failure`] when the check fails, or when no check has that name.
+pub async fn run_check<H: Harness>(harness: &H, check: &str) -> Result<(), Failure> {
+    let Some((name, run)) = checks::<H>().into_iter().find(|(name, _)| *name == check) else {
+        return Err(Failure {
+            check: "run_check",
+            message: format!("no conformance check is named `{check}`"),
+        });
+    };
+    run(harness).await.map_err(|message| Failure {
+        check: name,
+        message,
+    })
+}
 
 /// Runs every check in order; stops at the first failure.
 ///

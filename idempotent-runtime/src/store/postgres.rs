@@ -35,10 +35,14 @@
 use super::sql::Dialect;
 
 const POSTGRES: Dialect = Dialect {
+    begin_migration: "BEGIN",
     now_ms: "(extract(epoch from clock_timestamp()) * 1000)::bigint",
     next_counter: |t| format!("nextval('{t}_counter')"),
     ddl: |t| {
         vec![
+            // `CREATE … IF NOT EXISTS` races with itself: instances that start together and
+            // migrate at once take turns on a lock held until the migration commits.
+            format!("SELECT pg_advisory_xact_lock(hashtext('idempotent.migrate.{t}'))"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY, state BIGINT NOT NULL, \
                  fingerprint BYTEA NOT NULL, nonce BYTEA NOT NULL, counter BIGINT NOT NULL, \

@@ -51,8 +51,11 @@ pub(crate) struct Dialect {
     pub(crate) now_ms: &'static str,
     /// An expression: the next fencing counter of table `t`.
     pub(crate) next_counter: fn(&str) -> String,
-    /// The statements that create table `t` and what goes with it, each idempotent.
+    /// The statements that create table `t` and what goes with it, each idempotent, run in
+    /// one transaction (a database whose DDL races with itself starts with a lock).
     pub(crate) ddl: fn(&str) -> Vec<String>,
+    /// The statement that begins the migration's transaction.
+    pub(crate) begin_migration: &'static str,
 }
 
 /// Every statement of a store, for its table.
@@ -67,6 +70,7 @@ pub(crate) struct Statements {
     pub(crate) purge: String,
     pub(crate) schema: String,
     pub(crate) ddl: Vec<String>,
+    pub(crate) begin_migration: &'static str,
 }
 
 impl Statements {
@@ -107,6 +111,7 @@ impl Statements {
             ),
             schema: format!("SELECT version FROM {t}_schema"),
             ddl: (dialect.ddl)(t),
+            begin_migration: dialect.begin_migration,
         }
     }
 }

@@ -27,6 +27,9 @@
 use super::sql::Dialect;
 
 const SQLITE: Dialect = Dialect {
+    // Takes the write lock at once: a deferred transaction whose DDL upgrades its read lock
+    // would fail with "database is locked" beside another migration, rather than wait.
+    begin_migration: "BEGIN IMMEDIATE",
     now_ms: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
     next_counter: |t| format!("(SELECT value + 1 FROM {t}_counter WHERE id = 1)"),
     ddl: |t| {

@@ -84,10 +84,16 @@ macro_rules! sql_store {
             /// [`Error::StoreUnavailable`](crate::Error::StoreUnavailable) when a statement
             /// fails.
             pub async fn migrate(&self) -> Result<(), $crate::Error> {
-                for statement in &self.sql.ddl {
-                    let run = sqlx::query(statement).execute(&self.pool);
-                    $crate::store::sql::within(self.timeout, &self.table, run).await?;
-                }
+                // One transaction: concurrent migrations (instances starting together) wait
+                // for each other instead of failing, and a failed one leaves nothing half made.
+                let run = async {
+                    let mut transaction = self.pool.begin_with(self.sql.begin_migration).await?;
+                    for statement in &self.sql.ddl {
+                        sqlx::query(statement).execute(&mut *transaction).await?;
+                    }
+                    transaction.commit().await
+                };
+                $crate::store::sql::within(self.timeout, &self.table, run).await?;
                 self.schema_checked.store(false, std::sync::atomic::Ordering::Relaxed);
                 self.check_schema().await
             }
