@@ -6,10 +6,11 @@
 #![allow(missing_docs, clippy::cast_precision_loss, reason = "benchmark binary")]
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::post;
-use idempotent_benches::median;
+use idempotent_benches::{check, median};
 use idempotent_runtime::{MemoryStore, idempotent};
 
 const REPS: usize = 5;
@@ -20,12 +21,16 @@ fn response_body() -> String {
     "r".repeat(BODY)
 }
 
+/// How often the guarded handler ran: once, then every request is a replay.
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
 #[idempotent(key = header, store = store, name = "bench.replay", skip(store))]
 async fn guarded(
     axum::extract::State(store): axum::extract::State<MemoryStore>,
     body: String,
 ) -> String {
     let _ = body;
+    RUNS.fetch_add(1, Ordering::Relaxed);
     response_body()
 }
 
@@ -55,7 +60,10 @@ fn wrk(url: &str, script: &std::path::Path) -> f64 {
         .output()
         .expect("run wrk");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(!text.contains("Non-2xx"), "wrk saw errors:\n{text}");
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        eprintln!("wrk saw errors:\n{text}");
+        check(false);
+    }
     text.lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
@@ -129,4 +137,8 @@ fn main() {
     );
     let _ = std::fs::remove_file(&script);
     drop(rt);
+    let runs = RUNS.load(Ordering::Relaxed);
+    println!("the guarded handler ran {runs} time(s) (every other request was a replay)");
+    check(runs == 1);
+    idempotent_benches::exit_on_failed_checks();
 }

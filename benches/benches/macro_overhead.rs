@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use idempotent_benches::{keys, median, timed};
+use idempotent_benches::{check, keys, median, timed};
 use idempotent_runtime::{Error, IdempotencyKey, MemoryStore, idempotent};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
@@ -125,13 +125,13 @@ fn main() {
             let pool = keys(n);
             per_call(&rt, async |i| {
                 let out = guarded(&store, &pool[i], request(i)).await;
-                black_box(out.is_ok());
+                check(black_box(out).is_ok());
             })
         },
         || {
             let pool = keys(n);
             per_call(&rt, async |i| {
-                black_box(bare(&pool[i], request(i)).await.is_ok());
+                check(black_box(bare(&pool[i], request(i)).await).is_ok());
             })
         },
     );
@@ -150,13 +150,14 @@ fn main() {
         || {
             per_call(&rt, async |_| {
                 let out = guarded(&store, &key, request(0)).await;
-                black_box(out.is_ok());
+                check(black_box(out).is_ok());
             })
         },
         || {
             per_call(&rt, async |_| {
-                black_box(bare(&key, request(0)).await.is_ok());
+                check(black_box(bare(&key, request(0)).await).is_ok());
             })
         },
     );
+    idempotent_benches::exit_on_failed_checks();
 }

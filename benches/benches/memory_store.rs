@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use idempotent_benches::{BODY, BODY_LARGE, body, compare, fingerprint, keys, median, timed};
+use idempotent_benches::{
+    BODY, BODY_LARGE, body, check, compare, fingerprint, keys, median, timed,
+};
 use idempotent_runtime::{
     CachedResponse, ExistingEntry, Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore,
     InsertResult, ManualClock, MemoryStore,
@@ -62,18 +64,26 @@ where
     (per_task * tasks, elapsed)
 }
 
+/// One claim and its completion; checked: a claim that was not taken or a completion that
+/// failed counts as a failed operation.
 async fn claim_complete(store: &MemoryStore, i: usize, key: &IdempotencyKey, len: usize) {
+    claim_complete_body(store, i, key, body(len, i)).await;
+}
+
+async fn claim_complete_body(store: &MemoryStore, i: usize, key: &IdempotencyKey, body: Bytes) {
     let entry = IdempotencyEntry::new(fingerprint(i)).with_ttl(TTL);
-    if let Ok(InsertResult::Claimed {
+    let Ok(InsertResult::Claimed {
         fencing_token,
         entry,
     }) = store.try_insert(key, entry).await
-    {
-        let response = CachedResponse::from(body(len, i));
-        let _ = store
-            .complete(key, entry.complete(response), fencing_token)
-            .await;
-    }
+    else {
+        check(false);
+        return;
+    };
+    let completed = store
+        .complete(key, entry.complete(CachedResponse::from(body)), fencing_token)
+        .await;
+    check(completed.is_ok());
 }
 
 fn ceiling_insert_lookup(
@@ -138,9 +148,9 @@ fn replay_rows(rt: &Runtime) {
                         let entry = IdempotencyEntry::new(fingerprint(i % distinct)).with_ttl(TTL);
                         match store.try_insert(&k, entry).await {
                             Ok(InsertResult::Exists(ExistingEntry::Completed(done))) => {
-                                std::hint::black_box(done.into_response());
+                                check(std::hint::black_box(done.into_response()).is_some());
                             }
-                            other => panic!("expected a replay, got {other:?}"),
+                            _ => check(false),
                         }
                     }
                 })
@@ -180,16 +190,7 @@ fn million_entries_row(rt: &Runtime) {
     rt.block_on(async {
         for (i, (k, body)) in first.iter().zip(bodies).enumerate() {
             let start = Instant::now();
-            let entry = IdempotencyEntry::new(fingerprint(i)).with_ttl(TTL);
-            if let Ok(InsertResult::Claimed {
-                fencing_token,
-                entry,
-            }) = store.try_insert(k, entry).await
-            {
-                let _ = store
-                    .complete(k, entry.complete(CachedResponse::from(body)), fencing_token)
-                    .await;
-            }
+            claim_complete_body(&store, i, k, body).await;
             latencies.push(start.elapsed());
         }
     });
@@ -244,4 +245,5 @@ fn main() {
     claim_complete_rows(&rt);
     replay_rows(&rt);
     million_entries_row(&rt);
+    idempotent_benches::exit_on_failed_checks();
 }

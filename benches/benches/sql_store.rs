@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use idempotent_benches::{BODY, body, compare, fingerprint, keys};
+use idempotent_benches::{BODY, body, check, compare, fingerprint, keys};
 use idempotent_runtime::{
     CachedResponse, Error, IdempotencyEntry, IdempotencyKey, IdempotencyStore, Idempotent,
     InsertResult, PostgresStore, SqliteStore,
@@ -22,15 +22,6 @@ use idempotent_runtime::{
 use idempotent_tests::postgres_server::PostgresServer;
 
 const REPS: usize = 3;
-
-/// Failed operations, checked at the end.
-static FAILED: AtomicUsize = AtomicUsize::new(0);
-
-fn check(ok: bool) {
-    if !ok {
-        FAILED.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 /// Runs `op(i)` for `ops` indices over `tasks` tasks; returns (ops, elapsed).
 async fn closed_loop<F, Fut>(tasks: usize, ops: usize, op: F) -> (usize, Duration)
@@ -226,11 +217,7 @@ fn main() {
         .expect("runtime");
     rt.block_on(postgres_rows());
     rt.block_on(sqlite_rows());
-    let failed = FAILED.load(Ordering::Relaxed);
-    if failed > 0 {
-        eprintln!("{failed} timed operations failed");
-        std::process::exit(1);
-    }
+    idempotent_benches::exit_on_failed_checks();
 }
 
 async fn postgres_rows() {

@@ -10,7 +10,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use idempotent_benches::{BODY, body, compare, fingerprint, keys, timed};
+use idempotent_benches::{BODY, body, check, compare, fingerprint, keys, timed};
 use idempotent_runtime::{
     CachedResponse, ExistingEntry, IdempotencyEntry, IdempotencyKey, IdempotencyStore,
     InsertResult, ValkeyStore,
@@ -58,20 +58,28 @@ where
     (n, elapsed)
 }
 
+/// One claim and its completion, each checked (a claim not taken or a completion refused
+/// counts as a failed operation).
 async fn claim_complete(store: &ValkeyStore, i: usize, key: &IdempotencyKey) {
     let entry = IdempotencyEntry::new(fingerprint(i)).with_ttl(TTL);
-    match store.try_insert(key, entry).await {
-        Ok(InsertResult::Claimed {
-            fencing_token,
-            entry,
-        }) => {
-            let done = entry.complete(CachedResponse::from(body(BODY, i)));
-            store
-                .complete(key, done, fencing_token)
-                .await
-                .expect("complete");
-        }
-        other => panic!("unexpected claim result {other:?}"),
+    let Ok(InsertResult::Claimed {
+        fencing_token,
+        entry,
+    }) = store.try_insert(key, entry).await
+    else {
+        check(false);
+        return;
+    };
+    let done = entry.complete(CachedResponse::from(body(BODY, i)));
+    check(store.complete(key, done, fencing_token).await.is_ok());
+}
+
+/// Whether a script's status reply is `expected` (a Lua string comes back as a bulk string).
+fn status_is(reply: &redis::Value, expected: &str) -> bool {
+    match reply {
+        redis::Value::BulkString(bytes) => bytes == expected.as_bytes(),
+        redis::Value::SimpleString(text) => text == expected,
+        _ => false,
     }
 }
 
@@ -82,50 +90,67 @@ fn ceiling(rt: &Runtime, connection: &MultiplexedConnection, n: usize) -> (usize
     run(rt, n, move |i| {
         let (script, pool, mut connection) = (script.clone(), pool.clone(), connection.clone());
         async move {
-            let _: Option<Vec<u8>> = script
+            let reply: redis::RedisResult<Option<Vec<u8>>> = script
                 .key(format!("ceiling:{{{}}}", pool[i]))
                 .arg(body(BODY, i).as_ref())
                 .arg(600_000)
                 .invoke_async(&mut connection)
-                .await
-                .expect("ceiling script");
+                .await;
+            check(reply.is_ok());
         }
     })
 }
 
-/// The store's own two scripts called directly: splits the gap to the ceiling into server
-/// work (the scripts) and the store's client work.
+/// The store's own two scripts (with their prelude, as the store sends them) called directly:
+/// splits the gap to the ceiling into server work (the scripts) and the store's client work.
+/// Each reply is checked: the claim must be taken, the completion `ok`.
 async fn bare_scripts(connection: &mut MultiplexedConnection, i: usize, key: &IdempotencyKey) {
-    static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-        Script::new(include_str!(
-            "../../idempotent-runtime/src/store/valkey/claim.lua"
-        ))
-    });
-    static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
-        Script::new(include_str!(
-            "../../idempotent-runtime/src/store/valkey/complete.lua"
-        ))
-    });
-    let mut record = vec![1u8, b'p'];
-    record.extend_from_slice(&[0u8; 40]);
+    macro_rules! script {
+        ($file:literal) => {
+            LazyLock::new(|| {
+                Script::new(concat!(
+                    "#!lua\n",
+                    include_str!("../../idempotent-runtime/src/store/valkey/prelude.lua"),
+                    include_str!($file)
+                ))
+            })
+        };
+    }
+    static CLAIM: LazyLock<Script> =
+        script!("../../idempotent-runtime/src/store/valkey/claim.lua");
+    static COMPLETE: LazyLock<Script> =
+        script!("../../idempotent-runtime/src/store/valkey/complete.lua");
+    // Format v2: version, state, fingerprint (16), nonce (16), counter (8, set by the claim).
+    let mut record = vec![2u8, b'p'];
+    record.extend_from_slice(&fingerprint(i).to_bytes());
+    record.extend_from_slice(&(i as u128 + 1).to_be_bytes());
+    record.extend_from_slice(&[0u8; 8]);
     let k = format!("bare:{{{key}}}");
-    let _: redis::Value = CLAIM
+    let claimed: redis::RedisResult<redis::Value> = CLAIM
         .key(&k)
         .arg(record.as_slice())
-        .arg(600_000)
         .arg(30_000)
         .invoke_async(connection)
-        .await
-        .expect("claim");
+        .await;
+    let counter = match &claimed {
+        Ok(redis::Value::Array(reply)) if reply.len() == 2 && status_is(&reply[0], "claimed") => {
+            match &reply[1] {
+                redis::Value::BulkString(counter) if counter.len() == 8 => counter.clone(),
+                _ => return check(false),
+            }
+        }
+        _ => return check(false),
+    };
     record[1] = b'c';
+    record[34..42].copy_from_slice(&counter);
     record.extend_from_slice(&body(BODY + 10, i));
-    let _: redis::Value = COMPLETE
+    let completed: redis::RedisResult<redis::Value> = COMPLETE
         .key(&k)
         .arg(600_000)
         .arg(record.as_slice())
         .invoke_async(connection)
-        .await
-        .expect("complete");
+        .await;
+    check(completed.is_ok_and(|reply| status_is(&reply, "ok")));
 }
 
 fn claim_complete_rows(rt: &Runtime, store: &ValkeyStore, connection: &MultiplexedConnection) {
@@ -180,9 +205,12 @@ fn replay_row(rt: &Runtime, store: &ValkeyStore, connection: &MultiplexedConnect
                     let entry = IdempotencyEntry::new(fingerprint(k)).with_ttl(TTL);
                     match store.try_insert(&hot[k], entry).await {
                         Ok(InsertResult::Exists(ExistingEntry::Completed(done))) => {
-                            std::hint::black_box(done.response().map(CachedResponse::size));
+                            check(
+                                std::hint::black_box(done.response().map(CachedResponse::size))
+                                    .is_some(),
+                            );
                         }
-                        other => panic!("not a replay: {other:?}"),
+                        _ => check(false),
                     }
                 }
             })
@@ -212,4 +240,5 @@ fn main() {
     );
     claim_complete_rows(&rt, &store, &connection);
     replay_row(&rt, &store, &connection);
+    idempotent_benches::exit_on_failed_checks();
 }

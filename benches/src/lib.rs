@@ -7,6 +7,7 @@
 //! Every benchmark runs the thing measured and its ceiling in the same process, several times,
 //! and prints medians and the ratio, because these machines are noisy: ratios, not times.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -90,4 +91,25 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let out = f();
     (out, start.elapsed())
+}
+
+/// Timed operations whose outcome was not the one the benchmark measures.
+static FAILED: AtomicUsize = AtomicUsize::new(0);
+
+/// Records the outcome of one timed operation (an atomic add, and only on failure): a fast
+/// path that was really an error path must not pass for a fast result.
+pub fn check(ok: bool) {
+    if !ok {
+        FAILED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// At the end of a benchmark: exits non-zero when any timed operation failed its check.
+pub fn exit_on_failed_checks() {
+    let failed = FAILED.load(Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("{failed} timed operations failed their check: the rates above are not valid");
+        std::process::exit(1);
+    }
+    println!("every timed operation succeeded");
 }

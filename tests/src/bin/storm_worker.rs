@@ -2,7 +2,8 @@
 //! `keys × duplicates` requests through `ValkeyStore` with 64 tasks, appends a ledger line for
 //! every side effect it runs, and prints every answer it gets.
 //!
-//! `storm_worker URL WORKER WORKERS KEYS DUPLICATES LEDGER`
+//! `storm_worker URL WORKER WORKERS KEYS DUPLICATES LEDGER [LEASE_MS [HOLD_MS]]`: with
+//! `HOLD_MS`, each handler stays that long after its ledger line (a window to be killed in).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,12 @@ async fn main() -> Result<(), String> {
         .open(arg(&args, 6, "LEDGER")?)
         .map_err(|e| format!("ledger: {e}"))?;
     let ledger = Arc::new(Mutex::new(ledger));
+    let optional = |i: usize, name: &str, default: u64| -> Result<u64, String> {
+        args.get(i)
+            .map_or(Ok(default), |v| v.parse().map_err(|e| format!("{name}: {e}")))
+    };
+    let lease = Duration::from_millis(optional(7, "LEASE_MS", 30_000)?);
+    let hold = Duration::from_millis(optional(8, "HOLD_MS", 0)?);
     let store = ValkeyStore::builder()
         .url(url)
         .timeout(Duration::from_secs(10))
@@ -64,11 +71,17 @@ async fn main() -> Result<(), String> {
                 let result = Idempotent::new("storm.charge")
                     .store(&store)
                     .concurrency(Concurrency::Wait(Duration::from_secs(20)))
+                    .lease(lease)
                     .run(&key, &k, async move {
                         let effect = format!("w{worker}-t{task}-n{n}");
-                        let mut file = ledger.lock().map_err(|_| Error::HandlerPanicked)?;
-                        file.write_all(format!("{k} {effect}\n").as_bytes())
-                            .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
+                        {
+                            let mut file = ledger.lock().map_err(|_| Error::HandlerPanicked)?;
+                            file.write_all(format!("{k} {effect}\n").as_bytes())
+                                .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
+                        }
+                        if !hold.is_zero() {
+                            tokio::time::sleep(hold).await;
+                        }
                         Ok::<_, Error>(effect)
                     })
                     .await;
