@@ -81,7 +81,11 @@ async fn claim_complete_body(store: &MemoryStore, i: usize, key: &IdempotencyKey
         return;
     };
     let completed = store
-        .complete(key, entry.complete(CachedResponse::from(body)), fencing_token)
+        .complete(
+            key,
+            entry.complete(CachedResponse::from(body)),
+            fencing_token,
+        )
         .await;
     check(completed.is_ok());
 }

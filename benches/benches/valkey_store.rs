@@ -116,8 +116,7 @@ async fn bare_scripts(connection: &mut MultiplexedConnection, i: usize, key: &Id
             })
         };
     }
-    static CLAIM: LazyLock<Script> =
-        script!("../../idempotent-runtime/src/store/valkey/claim.lua");
+    static CLAIM: LazyLock<Script> = script!("../../idempotent-runtime/src/store/valkey/claim.lua");
     static COMPLETE: LazyLock<Script> =
         script!("../../idempotent-runtime/src/store/valkey/complete.lua");
     // Format v2: version, state, fingerprint (16), nonce (16), counter (8, set by the claim).

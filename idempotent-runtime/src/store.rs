@@ -270,8 +270,9 @@ macro_rules! forward_transactional {
 forward_transactional!(Arc<S>, &S);
 
 /// The source of an [`Error::StoreUnavailable`] whose call was sent but whose reply never came
-/// (a response timeout): the call **may have taken effect**. A store wraps such failures in it,
-/// so the runtime knows that a claim may have landed unseen, and resolves it (see
+/// (a response timeout, a connection that died with the command in flight): the call **may
+/// have taken effect**. A store wraps such failures in it, so the runtime knows that a claim
+/// may have landed unseen, and resolves it (see
 /// [`IdempotencyStore::detached`]); a plain `StoreUnavailable` means the call did not reach the
 /// store.
 ///

@@ -1,6 +1,7 @@
 //! Integration tests of `idempotent`; see `tests/`. The library part holds what several test
 //! files (and the benchmarks) share: the `redis-server` harness, HTTP helpers, a log capture.
 
+pub mod fault_proxy;
 pub mod gate;
 pub mod http;
 pub mod log;

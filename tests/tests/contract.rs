@@ -17,8 +17,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use idempotent_runtime::service::IdempotencyLayer;
 use idempotent_runtime::{
-    Error, IdempotencyKey, IdempotencyStore, Idempotent, MemoryStore, current_claim,
-    idempotent, storage_key,
+    Error, IdempotencyKey, IdempotencyStore, Idempotent, MemoryStore, current_claim, idempotent,
+    storage_key,
 };
 use idempotent_tests::http::{post_key, problem, serve};
 use serde::{Deserialize, Serialize};

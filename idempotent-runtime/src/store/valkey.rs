@@ -21,7 +21,9 @@
 //!   claims of a key as long as the server clock does not step back. Every fenced step compares
 //!   the whole token — nonce and counter — and a completion's fingerprint with the claim's.
 //! - A claim is safe to re-send: the claim script given the nonce of the live claim returns
-//!   that claim (with its counter), so the runtime can resolve a claim whose reply was lost.
+//!   that claim (with its counter), so the runtime can resolve a claim whose reply was lost
+//!   (a response timeout, or a connection that died with the script in flight: both are
+//!   reported as [`ReplyLost`](crate::store::ReplyLost)).
 //!
 //! # What it cannot guarantee
 //! - **Durability is the server's.** With `appendonly no` a crash loses every record; use
@@ -286,8 +288,11 @@ fn from_redis(e: RedisError) -> Error {
         Some("OOM") => unavailable(format!(
             "the server is out of memory (maxmemory reached under noeviction); nothing was written: {e}"
         )),
-        // Sent, but no reply in time: the script may have run.
-        _ if e.is_timeout() => Error::StoreUnavailable(Box::new(ReplyLost::new(e))),
+        // Sent, but no reply in time, or the connection died with the command in flight: the
+        // script may have run. (A refused connection sent nothing.)
+        _ if e.is_timeout() || (e.is_connection_dropped() && !e.is_connection_refusal()) => {
+            Error::StoreUnavailable(Box::new(ReplyLost::new(e)))
+        }
         _ => Error::StoreUnavailable(Box::new(e)),
     }
 }

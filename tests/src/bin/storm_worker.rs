@@ -40,8 +40,9 @@ async fn main() -> Result<(), String> {
         .map_err(|e| format!("ledger: {e}"))?;
     let ledger = Arc::new(Mutex::new(ledger));
     let optional = |i: usize, name: &str, default: u64| -> Result<u64, String> {
-        args.get(i)
-            .map_or(Ok(default), |v| v.parse().map_err(|e| format!("{name}: {e}")))
+        args.get(i).map_or(Ok(default), |v| {
+            v.parse().map_err(|e| format!("{name}: {e}"))
+        })
     };
     let lease = Duration::from_millis(optional(7, "LEASE_MS", 30_000)?);
     let hold = Duration::from_millis(optional(8, "HOLD_MS", 0)?);
