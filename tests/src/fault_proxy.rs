@@ -240,7 +240,6 @@ fn frame_len(buf: &[u8]) -> Option<usize> {
     let header = std::str::from_utf8(buf.get(1..line_end)?).ok()?;
     let after_line = line_end + 2;
     match buf.first()? {
-        b'+' | b'-' | b':' => Some(after_line),
         b'$' => {
             let len: i64 = header.parse().ok()?;
             if len < 0 {
@@ -257,7 +256,8 @@ fn frame_len(buf: &[u8]) -> Option<usize> {
             }
             Some(at)
         }
-        // Inline commands and RESP3 types are not used by the clients under test.
+        // `+`, `-`, `:` are one line; inline commands and RESP3 types are not used by the
+        // clients under test.
         _ => Some(after_line),
     }
 }
@@ -274,10 +274,10 @@ fn command_args(frame: &[u8]) -> Vec<Vec<u8>> {
             break;
         };
         let item = &frame[at..at + len];
-        if let Some(line) = item.windows(2).position(|w| w == b"\r\n") {
-            if item.len() >= line + 4 {
-                args.push(item[line + 2..item.len() - 2].to_vec());
-            }
+        if let Some(line) = item.windows(2).position(|w| w == b"\r\n")
+            && item.len() >= line + 4
+        {
+            args.push(item[line + 2..item.len() - 2].to_vec());
         }
         at += len;
     }
