@@ -27,6 +27,13 @@ pub(crate) struct HeaderKey {
     pub(crate) optional: bool,
 }
 
+/// A `ttl` or `lease`: a literal checked here, or an expression of type `Duration` evaluated
+/// at run time (configuration).
+pub(crate) enum DurationArg {
+    Millis(u64),
+    Expr(Expr),
+}
+
 pub(crate) enum Concurrent {
     Reject,
     Wait(u64),
@@ -38,8 +45,8 @@ pub(crate) struct Args {
     pub(crate) key: Option<(Span, KeySource)>,
     /// `key = …` was given but could not be read (its error is already reported).
     pub(crate) key_invalid: bool,
-    pub(crate) ttl: Option<(Span, u64)>,
-    pub(crate) lease: Option<(Span, u64)>,
+    pub(crate) ttl: Option<(Span, DurationArg)>,
+    pub(crate) lease: Option<(Span, DurationArg)>,
     pub(crate) store: Option<(Span, Expr)>,
     pub(crate) skip: Option<(Span, Vec<Ident>)>,
     pub(crate) fingerprint: Option<(Span, Vec<Expr>)>,
@@ -51,9 +58,11 @@ pub(crate) struct Args {
     pub(crate) cache_errors: Option<(Span, ())>,
     /// `transaction = tx`: transactional mode; the body gets the transaction as `tx`.
     pub(crate) transaction: Option<(Span, Ident)>,
+    /// `crate = path`: where the runtime is (a renamed dependency, a re-export).
+    pub(crate) krate: Option<(Span, syn::Path)>,
 }
 
-const OPTIONS: &str = "`key`, `ttl`, `lease`, `store`, `skip`, `fingerprint`, `fingerprint_strategy`, `scope`, `name`, `concurrent`, `cache_errors`, `transaction`";
+const OPTIONS: &str = "`key`, `ttl`, `lease`, `store`, `skip`, `fingerprint`, `fingerprint_strategy`, `scope`, `name`, `concurrent`, `cache_errors`, `transaction`, `crate`";
 
 impl Args {
     /// Parses the attribute's arguments; errors are collected, not stopped at.
@@ -91,6 +100,7 @@ impl Args {
                 duration_value(meta, "lease")?,
             ),
             "store" => set(&mut self.store, span, "store", meta.value()?.parse()?),
+            "crate" => set(&mut self.krate, span, "crate", crate_path(meta)?),
             "scope" => set(&mut self.scope, span, "scope", meta.value()?.parse()?),
             "fingerprint_strategy" => set(
                 &mut self.fingerprint_strategy,
@@ -166,21 +176,38 @@ fn set<T>(slot: &mut Option<(Span, T)>, span: Span, name: &str, value: T) -> syn
     Ok(())
 }
 
-/// `ttl = "24h"`: a string with a unit; a bare number gets a hint instead of syn's generic error.
-fn duration_value(meta: &ParseNestedMeta<'_>, option: &str) -> syn::Result<u64> {
+/// `ttl = "24h"`: a string with a unit, checked here; any other literal (a bare number) gets a
+/// hint; any other expression is a `Duration` evaluated at run time.
+fn duration_value(meta: &ParseNestedMeta<'_>, option: &str) -> syn::Result<DurationArg> {
     let expr: Expr = meta.value()?.parse()?;
     match &expr {
         Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(lit),
             ..
-        }) => duration::parse(lit),
-        _ => Err(syn::Error::new_spanned(
+        }) => duration::parse(lit).map(DurationArg::Millis),
+        Expr::Lit(_) => Err(syn::Error::new_spanned(
             &expr,
             format!(
-                "`{option}` takes a duration string with a unit: `{option} = \"24h\"` (units: ms, s, m, h, d)"
+                "`{option}` takes a duration string with a unit, `{option} = \"24h\"` (units: ms, s, m, h, d), or an expression of type `Duration` evaluated at run time"
             ),
         )),
+        _ => Ok(DurationArg::Expr(expr)),
     }
+}
+
+/// `crate = "path"` (as serde and tokio spell it) or `crate = path`.
+fn crate_path(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        let lit: LitStr = value.parse()?;
+        return lit.parse().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                "`crate` names the path of the runtime crate, as in `crate = \"my_company::idempotent\"`",
+            )
+        });
+    }
+    value.parse()
 }
 
 fn key_source(expr: Expr) -> syn::Result<KeySource> {

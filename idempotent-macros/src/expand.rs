@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::args::{Concurrent, HeaderKey};
+use crate::args::{Concurrent, DurationArg, HeaderKey};
 use crate::validate::{Mode, Validated};
 
 /// The fn, rewritten to run its body under the protocol.
@@ -25,8 +25,39 @@ struct Common {
     checks: TokenStream,
 }
 
+/// The path of the runtime's hidden module: `crate = …`, or `::idempotent_runtime`.
+pub(crate) fn runtime(valid: &Validated<'_>) -> TokenStream {
+    runtime_at(valid, proc_macro2::Span::call_site())
+}
+
+/// [`runtime`] with every token at `span`, for calls whose errors must point at a user's
+/// token (the return type): an interpolated path keeps its own spans otherwise.
+fn runtime_at(valid: &Validated<'_>, span: proc_macro2::Span) -> TokenStream {
+    let path = match &valid.args.krate {
+        Some((_, path)) => quote!(#path::__private),
+        None => quote!(::idempotent_runtime::__private),
+    };
+    path.into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
+}
+
+/// The spec's `ttl`/`lease` argument: a literal's milliseconds, or the run-time expression
+/// (spanned there, so a value that is not a `Duration` is reported at it).
+fn duration(rt: &TokenStream, arg: &DurationArg) -> TokenStream {
+    match arg {
+        DurationArg::Millis(ms) => quote!(#rt::Duration::from_millis(#ms)),
+        DurationArg::Expr(expr) => {
+            quote_spanned!(expr.span()=> #rt::runtime_duration(#expr))
+        }
+    }
+}
+
 fn common(valid: &Validated<'_>) -> Common {
-    let rt = quote!(::idempotent_runtime::__private);
+    let rt = runtime(valid);
     let args = valid.args;
     let fn_name = valid.item.sig.ident.to_string();
     let operation = match &args.name {
@@ -34,11 +65,13 @@ fn common(valid: &Validated<'_>) -> Common {
         None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
     };
     let mut spec = quote!(#rt::Spec::new());
-    if let Some((_, ms)) = args.ttl {
-        spec = quote!(#spec.ttl(#rt::Duration::from_millis(#ms)));
+    if let Some((_, ttl)) = &args.ttl {
+        let ttl = duration(&rt, ttl);
+        spec = quote!(#spec.ttl(#ttl));
     }
-    if let Some((_, ms)) = args.lease {
-        spec = quote!(#spec.lease(#rt::Duration::from_millis(#ms)));
+    if let Some((_, lease)) = &args.lease {
+        let lease = duration(&rt, lease);
+        spec = quote!(#spec.lease(#lease));
     }
     if let Some((_, Concurrent::Wait(ms))) = args.concurrent {
         spec = quote!(#spec.concurrency(#rt::Concurrency::Wait(#rt::Duration::from_millis(#ms))));
@@ -65,7 +98,7 @@ fn common(valid: &Validated<'_>) -> Common {
 /// A plain async fn: one call of `__private::run`, whose path carries the return type's span,
 /// so a return type that cannot be stored is reported once, there.
 fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
-    let rt = quote!(::idempotent_runtime::__private);
+    let rt = runtime(valid);
     let (item, ret) = (valid.item, valid.ret);
     let (attrs, vis, sig, body) = (&item.attrs, &item.vis, &item.sig, &item.body);
     let Common {
@@ -76,10 +109,11 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
     } = common(valid);
     // Spanned at the return type, as the call's path: an unsatisfied `ResultCodec` bound is
     // reported at the generic arguments, so there.
+    let rt_at_ret = runtime_at(valid, ret.span());
     let codec = if valid.args.cache_errors.is_some() {
-        quote_spanned!(ret.span()=> ::idempotent_runtime::__private::CacheErrors)
+        quote_spanned!(ret.span()=> #rt_at_ret::CacheErrors)
     } else {
-        quote_spanned!(ret.span()=> ::idempotent_runtime::__private::Plain)
+        quote_spanned!(ret.span()=> #rt_at_ret::Plain)
     };
     let store = match &valid.args.store {
         Some((_, expr)) if valid.args.transaction.is_some() => quote_spanned! {expr.span()=>
@@ -94,12 +128,13 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
         }
     };
     let fingerprint = fingerprint_call(valid, "fingerprint", &quote!(__idempotent_operation));
+    let spec_item = options_item(valid, &quote!(__IDEMPOTENT_SPEC: #rt::Spec), &spec);
     let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
     // The whole call and its `.await` carry the return type's span: the bound is checked at
     // the call and again where the future is awaited, and both then point at the return type.
     let run = if let Some((_, tx)) = &valid.args.transaction {
         quote_spanned! {ret.span()=>
-            ::idempotent_runtime::__private::run_transactional::<#ret, #codec, _, _, _>(
+            #rt_at_ret::run_transactional::<#ret, #codec, _, _, _>(
                 &__idempotent_store_handle,
                 &__IDEMPOTENT_SPEC,
                 __idempotent_operation,
@@ -120,7 +155,7 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
         }
     } else {
         quote_spanned! {ret.span()=>
-            ::idempotent_runtime::__private::run::<#ret, #codec, _>(
+            #rt_at_ret::run::<#ret, #codec, _>(
                 __idempotent_store,
                 &__IDEMPOTENT_SPEC,
                 __idempotent_operation,
@@ -135,7 +170,7 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #sig {
-            static __IDEMPOTENT_SPEC: #rt::Spec = #spec;
+            #spec_item
             let __idempotent_key = #into_key;
             #checks
             let __idempotent_operation: &'static str = #operation;
@@ -151,7 +186,7 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
 /// `function_with(&strategy, context, args)` for `fingerprint_strategy = …`, spanned at the
 /// strategy so a wrong type is reported there.
 fn fingerprint_call(valid: &Validated<'_>, function: &str, context: &TokenStream) -> TokenStream {
-    let rt = quote!(::idempotent_runtime::__private);
+    let rt = runtime(valid);
     let fingerprinted = &valid.fingerprinted;
     let args = quote!(#context, &(#(&#fingerprinted,)*));
     match &valid.args.fingerprint_strategy {
@@ -169,7 +204,7 @@ fn fingerprint_call(valid: &Validated<'_>, function: &str, context: &TokenStream
 /// An axum handler: a hidden `RequestHead` extractor goes first, the return type becomes
 /// `Response`, and the body runs detached under `__private::execute_http`.
 fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
-    let rt = quote!(::idempotent_runtime::__private);
+    let rt = runtime(valid);
     let item = valid.item;
     let (attrs, vis) = (&item.attrs, &item.vis);
     let Common {
@@ -198,6 +233,11 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
         Some((_, expr)) => quote_spanned!(expr.span()=> #rt::store_handle(&(#expr))),
         None => quote!(#rt::implicit_store(#operation)),
     };
+    let options_item = options_item(
+        valid,
+        &quote!(__IDEMPOTENT_HTTP: #rt::HttpOptions),
+        &options,
+    );
     let (witness, call) = http_call(valid);
     let mut sig = item.sig.clone();
     sig.inputs
@@ -206,7 +246,7 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #sig {
-            static __IDEMPOTENT_HTTP: #rt::HttpOptions = #options;
+            #options_item
             #witness
             #checks
             let __idempotent_fingerprint = #fingerprint;
@@ -221,7 +261,7 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
 /// handler's body under the protocol: detached by `execute_http`, or — in transactional mode —
 /// as a whole, spawned here where the handler's type is known.
 fn http_call(valid: &Validated<'_>) -> (TokenStream, TokenStream) {
-    let rt = quote!(::idempotent_runtime::__private);
+    let rt = runtime(valid);
     let (ret, body) = (valid.ret, &valid.item.body);
     // The block gets the declared type (so `?` infers), unless it is `impl Trait`, which
     // cannot be named there; then a never-called witness fn keeps the user's return type (and
@@ -241,8 +281,9 @@ fn http_call(valid: &Validated<'_>) -> (TokenStream, TokenStream) {
         )
     };
     // Spanned at the return type: "not a response" points there.
+    let rt_at_ret = runtime_at(valid, ret.span());
     let into_response = quote_spanned! {ret.span()=>
-        ::idempotent_runtime::__private::into_response(__idempotent_value)
+        #rt_at_ret::into_response(__idempotent_value)
     };
     // In transactional mode the body borrows the transaction as `tx`, in a block of its own so
     // that a `return` in it returns the handler's value.
@@ -257,12 +298,18 @@ fn http_call(valid: &Validated<'_>) -> (TokenStream, TokenStream) {
         })),
         None => TokenStream::new(),
     };
+    // The `static` by reference; options built at this call move into the detached task.
+    let options_arg = if runs_time_options(valid) {
+        quote!(__IDEMPOTENT_HTTP)
+    } else {
+        quote!(&__IDEMPOTENT_HTTP)
+    };
     let call = match &valid.args.transaction {
         // The whole protocol runs detached, spawned here, where the handler's type is known.
         Some(_) => quote! {
             #rt::detach(#rt::execute_http_transactional(
                 __idempotent_store,
-                &__IDEMPOTENT_HTTP,
+                #options_arg,
                 __idempotent_head,
                 __idempotent_scope,
                 __idempotent_fingerprint,
@@ -280,7 +327,7 @@ fn http_call(valid: &Validated<'_>) -> (TokenStream, TokenStream) {
             };
             #rt::execute_http(
                 __idempotent_store,
-                &__IDEMPOTENT_HTTP,
+                #options_arg,
                 &__idempotent_head,
                 __idempotent_scope,
                 __idempotent_fingerprint,
@@ -290,6 +337,27 @@ fn http_call(valid: &Validated<'_>) -> (TokenStream, TokenStream) {
         },
     };
     (witness, call)
+}
+
+/// `static NAME: TYPE = VALUE;` when every option is a literal; a `let`, built at each call,
+/// when one is an expression evaluated at run time.
+fn options_item(
+    valid: &Validated<'_>,
+    name_and_type: &TokenStream,
+    value: &TokenStream,
+) -> TokenStream {
+    if runs_time_options(valid) {
+        quote!(#[allow(non_snake_case)] let #name_and_type = #value;)
+    } else {
+        quote!(static #name_and_type = #value;)
+    }
+}
+
+/// Whether `ttl` or `lease` is an expression evaluated at run time.
+fn runs_time_options(valid: &Validated<'_>) -> bool {
+    [&valid.args.ttl, &valid.args.lease]
+        .into_iter()
+        .any(|option| matches!(option, Some((_, DurationArg::Expr(_)))))
 }
 
 fn contains_impl_trait(ty: &syn::Type) -> bool {

@@ -6,6 +6,13 @@ pub use crate::protocol::{Concurrency, Spec, execute};
 pub use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
 pub use core::time::Duration;
 
+/// A run-time `ttl = …` or `lease = …`: must be a `Duration` (a type error here points at the
+/// expression). Its bounds are checked at each call, like every duration the protocol gets.
+#[must_use]
+pub const fn runtime_duration(duration: Duration) -> Duration {
+    duration
+}
+
 use serde::Serialize;
 
 use crate::FingerprintBuilder;
@@ -219,9 +226,9 @@ pub fn into_response<R: HandlerResponse>(value: R) -> Response {
 
 /// Runs an HTTP handler under the protocol: key from the header the options name, detached.
 #[cfg(feature = "axum")]
-pub async fn execute_http<S, F>(
+pub async fn execute_http<S, O, F>(
     store: S,
-    options: &'static HttpOptions,
+    options: O,
     head: &RequestHead,
     scope: Option<String>,
     fingerprint: Result<Fingerprint, Error>,
@@ -229,9 +236,10 @@ pub async fn execute_http<S, F>(
 ) -> Response
 where
     S: IdempotencyStore + 'static,
+    O: AsRef<HttpOptions> + Send + 'static,
     F: core::future::Future<Output = Response> + Send + 'static,
 {
-    let key = head.key(options);
+    let key = head.key(options.as_ref());
     crate::service::run(store, options, scope, key, fingerprint, handler).await
 }
 
@@ -239,9 +247,9 @@ where
 /// protocol, from the claim on, in one detached task (the generated code spawns the future
 /// with [`detach`], where the handler's type is known, so its `Send` is checked there).
 #[cfg(feature = "axum")]
-pub async fn execute_http_transactional<S, H, F>(
+pub async fn execute_http_transactional<S, O, H, F>(
     store: S,
-    options: &'static HttpOptions,
+    options: O,
     head: RequestHead,
     scope: Option<String>,
     fingerprint: Result<Fingerprint, Error>,
@@ -249,10 +257,11 @@ pub async fn execute_http_transactional<S, H, F>(
 ) -> Response
 where
     S: crate::store::TransactionalStore + 'static,
+    O: AsRef<HttpOptions>,
     H: FnOnce(S::Transaction) -> F,
     F: core::future::Future<Output = (S::Transaction, Response)>,
 {
-    let key = head.key(options);
+    let key = head.key(options.as_ref());
     crate::service::run_transactional(store, options, scope, key, fingerprint, handler).await
 }
 

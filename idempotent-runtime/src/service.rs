@@ -74,9 +74,9 @@ where
 /// Runs `handler` in transactional mode for one HTTP request (the caller detaches the whole
 /// future): the response is captured inside the transaction, and a status the options do not
 /// store rolls it back.
-pub(crate) async fn run_transactional<S, H, F>(
+pub(crate) async fn run_transactional<S, O, H, F>(
     store: S,
-    options: &'static HttpOptions,
+    options: O,
     scope: Option<String>,
     key: Result<Option<IdempotencyKey>, Problem>,
     fingerprint: Result<Fingerprint, Error>,
@@ -84,9 +84,11 @@ pub(crate) async fn run_transactional<S, H, F>(
 ) -> Response
 where
     S: crate::store::TransactionalStore + 'static,
+    O: AsRef<HttpOptions>,
     H: FnOnce(S::Transaction) -> F,
     F: Future<Output = (S::Transaction, Response)>,
 {
+    let options = options.as_ref();
     let key = match key {
         Ok(Some(key)) => key,
         // A transactional handler needs a claim to run in: without a key (even an optional

@@ -27,7 +27,11 @@ async fn an_installed_default_store_serves_and_stays_when_the_implicit_one_is_fo
     forbid_implicit_default_store();
     assert_eq!(op("k").await.ok(), Some(1), "the installed store serves");
     assert_eq!(op("k").await.ok(), Some(1), "replayed from it");
-    let stored = storage_key("installed.op", None, &IdempotencyKey::new("k").expect("key"));
+    let stored = storage_key(
+        "installed.op",
+        None,
+        &IdempotencyKey::new("k").expect("key"),
+    );
     assert!(
         matches!(
             installed.get(&stored).await,
