@@ -23,7 +23,7 @@
 //! - A claim is safe to re-send: the claim script given the nonce of the live claim returns
 //!   that claim (with its counter), so the runtime can resolve a claim whose reply was lost
 //!   (a response timeout, or a connection that died with the script in flight: both are
-//!   reported as [`ReplyLost`](crate::store::ReplyLost)).
+//!   reported as [`ReplyLost`]).
 //!
 //! # What it cannot guarantee
 //! - **Durability is the server's.** With `appendonly no` a crash loses every record; use
