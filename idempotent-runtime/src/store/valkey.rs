@@ -131,7 +131,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ValkeyStore {
     connection: Connection,
     prefix: Arc<str>,
+    /// The response timeout.
     timeout: Duration,
+    /// The connection is the application's, whose own response timeout may be none: each call
+    /// is bounded here. (Our own connections apply the timeout themselves, with no extra timer.)
+    bound_calls: bool,
 }
 
 #[derive(Clone)]
@@ -153,6 +157,7 @@ impl std::fmt::Debug for ValkeyStore {
             )
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("applications_connection", &self.bound_calls)
             .finish()
     }
 }
@@ -217,22 +222,46 @@ impl ValkeyStore {
         result.map_err(from_redis)
     }
 
-    /// Sends one command; a server error reply becomes an `Err`. Both connections apply the
-    /// response timeout themselves.
+    /// Sends one command; a server error reply becomes an `Err`. Our connections apply the
+    /// response timeout themselves; an application's is bounded here.
     async fn send(&self, command: &redis::Cmd) -> Result<Value, RedisError> {
-        let reply = match self.connection.clone() {
-            Connection::Single(mut c) => c.req_packed_command(command).await,
-            Connection::Cluster(mut c) => c.req_packed_command(command).await,
-        };
-        reply.and_then(Value::extract_error)
+        let reply = self.bounded(async {
+            match self.connection.clone() {
+                Connection::Single(mut c) => c.req_packed_command(command).await,
+                Connection::Cluster(mut c) => c.req_packed_command(command).await,
+            }
+        });
+        reply.await.and_then(Value::extract_error)
     }
 
     /// Loads `script` (on every primary, for a cluster).
     async fn load(&self, script: &Script) -> Result<String, RedisError> {
-        match self.connection.clone() {
-            Connection::Single(mut c) => script.load_async(&mut c).await,
-            Connection::Cluster(mut c) => script.load_async(&mut c).await,
+        self.bounded(async {
+            match self.connection.clone() {
+                Connection::Single(mut c) => script.load_async(&mut c).await,
+                Connection::Cluster(mut c) => script.load_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    /// `call`, bounded by the response timeout when the connection is the application's (a
+    /// timeout is an I/O `TimedOut`, as the client reports its own).
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        if !self.bound_calls {
+            return call.await;
         }
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no reply within {:?}", self.timeout),
+                )))
+            })
     }
 }
 

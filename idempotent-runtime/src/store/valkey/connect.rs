@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 
 use super::{Connection, DEFAULT_PREFIX, DEFAULT_TIMEOUT, ValkeyStore, from_redis, unavailable};
 use crate::Error;
 
-/// Configures and connects a [`ValkeyStore`]. From [`ValkeyStore::builder`].
+/// Configures and connects a [`ValkeyStore`]. From [`ValkeyStore::builder`]: to a URL or a
+/// cluster, or on a connection the application already has (one pool for the app).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -25,15 +27,38 @@ use crate::Error;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct ValkeyStoreBuilder {
     nodes: Vec<String>,
     cluster: bool,
     prefix: String,
-    timeout: Duration,
+    connect_timeout: Duration,
+    response_timeout: Duration,
     allow_eviction: bool,
     root_certificate: Option<Vec<u8>>,
+    /// The application's own client or connection, instead of `nodes`.
+    supplied: Option<Supplied>,
+}
+
+#[derive(Clone)]
+enum Supplied {
+    Client(Box<redis::Client>),
+    Connection(Connection),
+}
+
+impl std::fmt::Debug for ValkeyStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValkeyStoreBuilder")
+            .field("nodes", &self.nodes.len())
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("allow_eviction", &self.allow_eviction)
+            .field("supplied", &self.supplied.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ValkeyStoreBuilder {
@@ -42,9 +67,11 @@ impl ValkeyStoreBuilder {
             nodes: Vec::new(),
             cluster: false,
             prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_TIMEOUT,
+            response_timeout: DEFAULT_TIMEOUT,
             allow_eviction: false,
             root_certificate: None,
+            supplied: None,
         }
     }
 
@@ -73,10 +100,72 @@ impl ValkeyStoreBuilder {
         self
     }
 
-    /// The timeout of connecting and of every call. Default [`DEFAULT_TIMEOUT`]. A call that
-    /// times out is [`Error::StoreUnavailable`].
+    /// The timeout of connecting and of every call: [`Self::connect_timeout`] and
+    /// [`Self::response_timeout`] at once. Default [`DEFAULT_TIMEOUT`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.connect_timeout = timeout;
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How long connecting (and the checks made at connect) may take. Default
+    /// [`DEFAULT_TIMEOUT`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long each call may wait for its reply; past it the call is
+    /// [`Error::StoreUnavailable`] with [`ReplyLost`](crate::store::ReplyLost) (it may have
+    /// run). Default [`DEFAULT_TIMEOUT`]. Applied to a connection the application supplies as
+    /// well, whatever that connection's own settings.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connects through the application's `client` (its URL, TLS and credentials), with this
+    /// builder's timeouts.
+    ///
+    /// ```no_run
+    /// use idempotent_runtime::ValkeyStore;
+    ///
+    /// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let store = ValkeyStore::builder().client(client).connect().await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn client(mut self, client: redis::Client) -> Self {
+        self.supplied = Some(Supplied::Client(Box::new(client)));
+        self
+    }
+
+    /// Runs on the application's own `ConnectionManager`, which it keeps using for its own
+    /// commands: one multiplexed connection for the app. The store bounds each of its calls
+    /// by [`Self::response_timeout`].
+    ///
+    /// ```no_run
+    /// use idempotent_runtime::ValkeyStore;
+    ///
+    /// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let manager = redis::aio::ConnectionManager::new(client).await?;
+    /// let store = ValkeyStore::builder().connection_manager(manager.clone()).connect().await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connection_manager(mut self, manager: ConnectionManager) -> Self {
+        self.supplied = Some(Supplied::Connection(Connection::Single(manager)));
+        self
+    }
+
+    /// Runs on the application's own cluster connection (see
+    /// [`Self::connection_manager`]).
+    pub fn cluster_connection(mut self, connection: ClusterConnection) -> Self {
+        self.supplied = Some(Supplied::Connection(Connection::Cluster(connection)));
         self
     }
 
@@ -101,25 +190,47 @@ impl ValkeyStoreBuilder {
     /// [`Error::StoreUnavailable`] when a URL is invalid, the server cannot be reached in time,
     /// authentication fails, or its eviction policy may evict keys.
     pub async fn connect(self) -> Result<ValkeyStore, Error> {
-        if self.nodes.is_empty() {
+        if self.supplied.is_none() && self.nodes.is_empty() {
             return Err(unavailable("no server URL given"));
         }
         if self.nodes.iter().any(|n| n.starts_with("rediss://")) {
             // TLS needs a process-wide crypto provider; keep one the application installed.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let connection = tokio::time::timeout(self.timeout, self.open())
-            .await
-            .map_err(|_| unavailable(format!("could not connect within {:?}", self.timeout)))??;
-        let store = ValkeyStore {
-            connection,
-            prefix: self.prefix.into(),
-            timeout: self.timeout,
+        let within = self.connect_timeout;
+        let connected = async {
+            let (connection, supplied) = match self.supplied.clone() {
+                Some(Supplied::Connection(connection)) => (connection, true),
+                Some(Supplied::Client(client)) => (self.manager(*client).await?, false),
+                None => (self.open().await?, false),
+            };
+            let store = ValkeyStore {
+                connection,
+                prefix: self.prefix.clone().into(),
+                timeout: self.response_timeout,
+                bound_calls: supplied,
+            };
+            if !self.allow_eviction {
+                store.check_eviction_policy().await?;
+            }
+            Ok(store)
         };
-        if !self.allow_eviction {
-            store.check_eviction_policy().await?;
-        }
-        Ok(store)
+        tokio::time::timeout(within, connected)
+            .await
+            .map_err(|_| unavailable(format!("could not connect within {within:?}")))?
+    }
+
+    /// A multiplexed connection on `client` that reconnects by itself, with these timeouts.
+    async fn manager(&self, client: redis::Client) -> Result<Connection, Error> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(from_redis)?;
+        Ok(Connection::Single(manager))
     }
 
     async fn open(&self) -> Result<Connection, Error> {
@@ -129,8 +240,8 @@ impl ValkeyStoreBuilder {
         };
         if self.cluster {
             let mut builder = redis::cluster::ClusterClientBuilder::new(self.nodes.clone())
-                .connection_timeout(self.timeout)
-                .response_timeout(self.timeout);
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.response_timeout);
             if self.root_certificate.is_some() {
                 builder = builder.certs(certificates());
             }
@@ -146,15 +257,7 @@ impl ValkeyStoreBuilder {
             None => redis::Client::open(url),
         }
         .map_err(|e| unavailable(format!("invalid URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(from_redis)?;
-        Ok(Connection::Single(manager))
+        self.manager(client).await
     }
 }
 

@@ -1,0 +1,137 @@
+//! `ValkeyStore` on the application's own connection — a `redis::Client`, a
+//! `ConnectionManager` it also uses, a cluster connection — and with separate connect and
+//! response timeouts, against real `redis-server`s this file starts.
+
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use idempotent_runtime::{Error, ValkeyStore};
+use idempotent_tests::redis_server::{RedisCluster, RedisServer};
+use idempotent_tests::valkey::{charge, key};
+use redis::AsyncCommands;
+
+#[tokio::test]
+async fn a_store_on_the_applications_connection_manager_shares_it() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut manager = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("the application's connection");
+    let store = ValkeyStore::builder()
+        .connection_manager(manager.clone())
+        .connect()
+        .await
+        .expect("a store on it");
+    let count = AtomicUsize::new(0);
+    assert_eq!(
+        charge(&store, &key("shared"), &count).await.ok().as_deref(),
+        Some("charge #1")
+    );
+    assert_eq!(
+        charge(&store, &key("shared"), &count).await.ok().as_deref(),
+        Some("charge #1")
+    );
+    // The application goes on using the same connection for its own commands.
+    let () = manager.set("app:key", "app value").await.expect("SET");
+    let value: String = manager.get("app:key").await.expect("GET");
+    assert_eq!(value, "app value");
+}
+
+#[tokio::test]
+async fn a_store_from_a_client_and_from_a_cluster_connection() {
+    let server = RedisServer::start();
+    let store = ValkeyStore::builder()
+        .client(redis::Client::open(server.url()).expect("client"))
+        .connect()
+        .await
+        .expect("a store from a client");
+    let count = AtomicUsize::new(0);
+    assert_eq!(
+        charge(&store, &key("client"), &count).await.ok().as_deref(),
+        Some("charge #1")
+    );
+
+    let cluster = RedisCluster::shared();
+    let connection = redis::cluster::ClusterClient::new(cluster.urls())
+        .expect("cluster client")
+        .get_async_connection()
+        .await
+        .expect("the application's cluster connection");
+    let store = ValkeyStore::builder()
+        .cluster_connection(connection)
+        .connect()
+        .await
+        .expect("a store on it");
+    let count = AtomicUsize::new(0);
+    assert_eq!(
+        charge(&store, &key("cluster"), &count)
+            .await
+            .ok()
+            .as_deref(),
+        Some("charge #1")
+    );
+    assert_eq!(
+        charge(&store, &key("cluster"), &count)
+            .await
+            .ok()
+            .as_deref(),
+        Some("charge #1")
+    );
+}
+
+/// The application's connection may have no response timeout at all: the store bounds its
+/// own calls, so a paused server is a 503 after the store's timeout, never a hang.
+#[tokio::test]
+async fn the_store_bounds_calls_on_a_connection_without_a_response_timeout() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).expect("client");
+    let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(None);
+    let manager = redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .expect("connection");
+    let store = ValkeyStore::builder()
+        .connection_manager(manager)
+        .response_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("store");
+    let count = AtomicUsize::new(0);
+    assert!(charge(&store, &key("warm"), &count).await.is_ok());
+    server.pause();
+    let paused = tokio::time::timeout(
+        Duration::from_secs(10),
+        charge(&store, &key("paused"), &count),
+    )
+    .await
+    .expect("the store's own timeout answered");
+    server.resume();
+    assert!(
+        matches!(&paused, Err(e @ Error::StoreUnavailable(_)) if e.may_have_applied()),
+        "{paused:?}"
+    );
+}
+
+#[tokio::test]
+async fn connect_and_response_timeouts_are_separate() {
+    let server = RedisServer::start();
+    server.pause();
+    let refused = ValkeyStore::builder()
+        .url(server.url())
+        .connect_timeout(Duration::from_millis(200))
+        .response_timeout(Duration::from_secs(30))
+        .connect()
+        .await;
+    server.resume();
+    let message = refused
+        .expect_err("a paused server cannot be connected to")
+        .to_string();
+    assert!(message.contains("within 200ms"), "{message}");
+    let store = ValkeyStore::builder()
+        .url(server.url())
+        .connect_timeout(Duration::from_secs(5))
+        .response_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("connect");
+    assert!(format!("{store:?}").contains("300ms"), "{store:?}");
+}
