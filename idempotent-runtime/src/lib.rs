@@ -76,5 +76,6 @@ pub use protocol::default_store::{
 };
 #[cfg(feature = "macros")]
 pub use protocol::{
-    ClaimHandle, Concurrency, DEFAULT_MAX_BODY, Idempotent, current_claim, storage_key,
+    ClaimHandle, Concurrency, DEFAULT_MAX_BODY, Execution, Idempotent, current_claim, storage_key,
+    with_execution,
 };

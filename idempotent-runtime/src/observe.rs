@@ -97,6 +97,8 @@ pub(crate) struct Observer {
     /// The operation label, or `None` when no recorder is installed.
     #[cfg(feature = "metrics")]
     operation: Option<std::sync::Arc<str>>,
+    /// The claim's token, once taken: what [`crate::with_execution`] reports with the outcome.
+    token: std::sync::OnceLock<FencingToken>,
 }
 
 /// Whether a `metrics` recorder is installed. The facade answers calls without one with its
@@ -117,6 +119,8 @@ impl Observer {
         allow(unused_variables)
     )]
     pub(crate) fn start(operation: &str) -> Self {
+        // A new execution on this task: nothing to report until it ends.
+        crate::protocol::record(None, None);
         Self {
             #[cfg(feature = "tracing")]
             context: tracing::dispatcher::has_been_set().then(|| {
@@ -141,6 +145,7 @@ impl Observer {
             },
             #[cfg(feature = "metrics")]
             operation: metrics_on().then(|| operation.into()),
+            token: std::sync::OnceLock::new(),
         }
     }
 
@@ -229,6 +234,7 @@ impl Observer {
     #[inline]
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn claimed(&self, token: FencingToken) -> InFlight {
+        let _ = self.token.set(token);
         #[cfg(feature = "tracing")]
         self.span.record("fencing_token", token.counter());
         #[cfg(feature = "metrics")]
@@ -264,6 +270,7 @@ impl Observer {
         allow(unused_variables)
     )]
     pub(crate) fn outcome(&self, outcome: Outcome) {
+        crate::protocol::record(Some(outcome), self.token.get().copied());
         #[cfg(feature = "tracing")]
         self.span.record("outcome", outcome.as_str());
         #[cfg(feature = "metrics")]
