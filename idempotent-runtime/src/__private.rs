@@ -265,10 +265,30 @@ where
     crate::service::run_transactional(store, options, scope, key, fingerprint, handler).await
 }
 
-/// Spawns `future` on the current tokio runtime and waits for it: the client going away cannot
-/// cancel it. A panic that escaped it is a 500 problem.
+/// Runs `future` (a whole transactional execution) detached, if admitted: spawned on the
+/// current tokio runtime, so the client going away cannot cancel it, and counted in flight for
+/// [`crate::service::shutdown`]. Beyond the bound of detached handlers, or while shutting down,
+/// it does not run: 503 `overloaded`.
 #[cfg(feature = "axum")]
 pub async fn detach<F>(future: F) -> Response
+where
+    F: core::future::Future<Output = Response> + Send + 'static,
+{
+    match crate::service::admit() {
+        Ok(permit) => {
+            spawn(async move {
+                let _in_flight = permit;
+                future.await
+            })
+            .await
+        }
+        Err(problem) => axum::response::IntoResponse::into_response(problem),
+    }
+}
+
+/// Spawns `future` and waits for it; a panic that escaped it is a 500 problem.
+#[cfg(feature = "axum")]
+pub(crate) async fn spawn<F>(future: F) -> Response
 where
     F: core::future::Future<Output = Response> + Send + 'static,
 {

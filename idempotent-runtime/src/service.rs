@@ -18,6 +18,7 @@
 //!   `response-failed` problem and every retry a 409 `not-replayable`.
 //! - Every rejection is a [`Problem`] (`application/problem+json`, RFC 9457).
 
+mod detached;
 pub(crate) mod head;
 mod key;
 mod layer;
@@ -29,6 +30,8 @@ use std::future::Future;
 
 use axum::response::{IntoResponse, Response};
 
+pub(crate) use detached::admit;
+pub use detached::{DEFAULT_MAX_DETACHED, set_max_detached, shutdown};
 use head::RequestHead;
 pub use key::{IDEMPOTENCY_KEY_HEADER, key_from_headers};
 pub use layer::{IdempotencyLayer, IdempotencyService};
@@ -39,7 +42,7 @@ use response::{Buffered, Http};
 
 use crate::observe::{Observer, Outcome};
 use crate::protocol::codec::ResultCodec;
-use crate::protocol::{Step, acquire, run_claimed};
+use crate::protocol::{Step, acquire, release_unstarted, run_claimed};
 use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
 
 /// Runs `handler` under the protocol for one HTTP request, detached from the caller: the one
@@ -158,7 +161,17 @@ where
         Step::Done(buffered) => return buffered.into_response(),
         Step::Claimed(claim) => claim,
     };
-    crate::__private::detach(observer.clone().in_span(async move {
+    // Only a claimed execution needs a detached handler (replays and conflicts answered above
+    // are never refused for load); one refused gives its claim back before answering.
+    let permit = match detached::admit() {
+        Ok(permit) => permit,
+        Err(problem) => {
+            release_unstarted(&observer, &store, claim).await;
+            return reject(options.as_ref(), problem);
+        }
+    };
+    crate::__private::spawn(observer.clone().in_span(async move {
+        let _in_flight = permit;
         let stores = options.as_ref().stores;
         let handler = async move { Buffered::capture(handler.await, stores).await };
         let spec = &options.as_ref().spec;

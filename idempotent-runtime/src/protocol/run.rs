@@ -121,6 +121,16 @@ pub(super) fn completion(
     }
 }
 
+/// Gives up a claim whose handler never started (the caller refused to run it): released, so
+/// a retry runs normally.
+pub(crate) async fn release_unstarted(
+    observer: &Observer,
+    store: &dyn IdempotencyStore,
+    claim: Claim,
+) {
+    release(observer, store, &claim.stored_key, claim.token).await;
+}
+
 /// Gives the claim up (nothing was committed) so a retry may run again. Fenced: a release with
 /// a stale token changes nothing; if it fails the claim lapses with its lease, which is just
 /// as safe.

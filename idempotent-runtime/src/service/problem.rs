@@ -30,6 +30,7 @@ use crate::Error;
 /// | `Internal` | 500 | `internal` | a misconfiguration (invalid duration, no store configured, …) |
 /// | `StoreUnavailable` | 503 + `Retry-After` | `store_unavailable` | the idempotency store did not answer |
 /// | `StoreFull` | 503 + `Retry-After` | `store_full` | the idempotency store is at its capacity bound |
+/// | `Overloaded` | 503 + `Retry-After` | `overloaded` | as many handlers as allowed run detached, or the service is shutting down; nothing ran |
 ///
 /// ```
 /// use idempotent_runtime::service::ProblemKind;
@@ -71,6 +72,8 @@ pub enum ProblemKind {
     StoreUnavailable,
     /// 503: the store is full.
     StoreFull,
+    /// 503: the limit of detached handlers is reached, or the service is shutting down.
+    Overloaded,
 }
 
 impl ProblemKind {
@@ -87,7 +90,9 @@ impl ProblemKind {
             Self::CorruptRecord | Self::HandlerPanicked | Self::ResponseFailed | Self::Internal => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::StoreUnavailable | Self::StoreFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::StoreFull | Self::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -110,6 +115,7 @@ impl ProblemKind {
             Self::Internal => "internal",
             Self::StoreUnavailable => "store_unavailable",
             Self::StoreFull => "store_full",
+            Self::Overloaded => "overloaded",
         }
     }
 
@@ -132,6 +138,7 @@ impl ProblemKind {
             Self::Internal => "Idempotency layer failed",
             Self::StoreUnavailable => "Idempotency store unavailable",
             Self::StoreFull => "Idempotency store full",
+            Self::Overloaded => "Service overloaded",
         }
     }
 
@@ -139,7 +146,7 @@ impl ProblemKind {
     #[must_use]
     pub const fn retry_after(self) -> Option<u32> {
         match self {
-            Self::InFlight => Some(1),
+            Self::InFlight | Self::Overloaded => Some(1),
             Self::StoreUnavailable => Some(2),
             Self::StoreFull => Some(5),
             _ => None,
@@ -366,6 +373,7 @@ mod tests {
             ProblemKind::Internal,
             ProblemKind::StoreUnavailable,
             ProblemKind::StoreFull,
+            ProblemKind::Overloaded,
         ];
         let codes: std::collections::HashSet<&str> = kinds.iter().map(|k| k.code()).collect();
         assert_eq!(codes.len(), kinds.len(), "codes are distinct");
