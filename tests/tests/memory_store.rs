@@ -375,3 +375,35 @@ fn storm_over_many_keys_completes_each_exactly_once() {
         assert_eq!(executed.load(std::sync::atomic::Ordering::SeqCst), 500);
     });
 }
+
+#[tokio::test]
+async fn an_expired_result_gives_its_bytes_back_when_its_key_is_reclaimed() {
+    let clock = Arc::new(ManualClock::new());
+    let store = MemoryStore::builder()
+        .max_bytes(1_000)
+        .clock(clock.clone())
+        .build();
+    assert!(store.is_empty());
+    let k = key("0123456789"); // 10 bytes
+    let Ok(InsertResult::Claimed {
+        fencing_token,
+        entry: e,
+    }) = claim(&store, &k, 1).await
+    else {
+        panic!("claim");
+    };
+    assert!(!store.is_empty());
+    store
+        .complete(&k, e.complete(CachedResponse::from(vec![7u8; 50])), fencing_token)
+        .await
+        .expect("complete");
+    let held = store.payload_bytes();
+    assert!(held > 10 + 50 - 1, "key and result counted: {held}");
+    clock.advance(Duration::from_secs(11)); // past the 10 s TTL
+    assert!(matches!(
+        claim(&store, &k, 2).await,
+        Ok(InsertResult::Claimed { .. })
+    ));
+    assert_eq!(store.payload_bytes(), 10, "the dead result's bytes came back");
+    assert_eq!(store.len(), 1);
+}
