@@ -5,6 +5,7 @@ pub mod fault_proxy;
 pub mod gate;
 pub mod http;
 pub mod log;
+pub mod nats_server;
 pub mod postgres_server;
 pub mod reaper;
 pub mod redis_server;

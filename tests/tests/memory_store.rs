@@ -394,7 +394,11 @@ async fn an_expired_result_gives_its_bytes_back_when_its_key_is_reclaimed() {
     };
     assert!(!store.is_empty());
     store
-        .complete(&k, e.complete(CachedResponse::from(vec![7u8; 50])), fencing_token)
+        .complete(
+            &k,
+            e.complete(CachedResponse::from(vec![7u8; 50])),
+            fencing_token,
+        )
         .await
         .expect("complete");
     let held = store.payload_bytes();
@@ -404,6 +408,10 @@ async fn an_expired_result_gives_its_bytes_back_when_its_key_is_reclaimed() {
         claim(&store, &k, 2).await,
         Ok(InsertResult::Claimed { .. })
     ));
-    assert_eq!(store.payload_bytes(), 10, "the dead result's bytes came back");
+    assert_eq!(
+        store.payload_bytes(),
+        10,
+        "the dead result's bytes came back"
+    );
     assert_eq!(store.len(), 1);
 }
