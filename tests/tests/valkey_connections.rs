@@ -135,3 +135,58 @@ async fn connect_and_response_timeouts_are_separate() {
         .expect("connect");
     assert!(format!("{store:?}").contains("300ms"), "{store:?}");
 }
+
+/// A call that never reached the server (the connection was refused) cannot have applied; one
+/// whose connection died with it in flight may have.
+#[tokio::test]
+async fn a_refused_connection_is_not_a_lost_reply() {
+    let mut server = RedisServer::start();
+    let store = ValkeyStore::builder()
+        .url(server.url())
+        .timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("connect");
+    let count = AtomicUsize::new(0);
+    assert!(charge(&store, &key("warm"), &count).await.is_ok());
+    server.kill();
+    let mut refused = None;
+    for i in 0..20 {
+        let failed = charge(&store, &key(&format!("down-{i}")), &count)
+            .await
+            .expect_err("the server is gone");
+        assert!(matches!(failed, Error::StoreUnavailable(_)), "{failed:?}");
+        if !failed.may_have_applied() {
+            refused = Some(failed);
+            break;
+        }
+    }
+    assert!(
+        refused.is_some(),
+        "once the connection is refused, calls are known not to have applied"
+    );
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_builder_and_the_store_describe_themselves() {
+    let builder = ValkeyStore::builder()
+        .url("redis://127.0.0.1:1")
+        .connect_timeout(Duration::from_millis(250))
+        .response_timeout(Duration::from_millis(750));
+    let shown = format!("{builder:?}");
+    for part in [
+        "connect_timeout: 250ms",
+        "response_timeout: 750ms",
+        "supplied: false",
+    ] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
+}
+
+#[tokio::test]
+async fn the_store_names_its_kind() {
+    let server = RedisServer::start();
+    let store = idempotent_tests::valkey::connect(&server).await;
+    assert_eq!(idempotent_runtime::IdempotencyStore::kind(&store), "valkey");
+}
