@@ -19,15 +19,16 @@
 //! `NATS_URL` (default `nats://127.0.0.1:4222`), `DATABASE_PATH` (default `billing.db`),
 //! `ACK_WAIT_MS` (default 30000). Prints one line per delivery.
 //!
-//! With `ValkeyStore` instead of SQLite (several consumers, no shared database) the same
-//! pattern is at most once: a consumer killed after its side effect and before the result is
-//! stored leaves the key to lapse, and the redelivery runs it again.
+//! With `IDEMPOTENT_REDIS_URL`, the idempotency records live in Valkey/Redis (`ValkeyStore`)
+//! and the charge row is written on its own: the same pattern, at most once — a consumer
+//! killed after its side effect and before the result is stored leaves the key to lapse, and
+//! the redelivery runs it again.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
-use idempotent_runtime::{Error, Execution, SqliteStore, idempotent, with_execution};
+use idempotent_runtime::{Error, Execution, SqliteStore, ValkeyStore, idempotent, with_execution};
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Order {
@@ -48,15 +49,57 @@ async fn charge(store: &SqliteStore, key: &str, order: Order) -> Result<i64, Err
             .fetch_one(&mut **tx)
             .await
             .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
-    if order.hold_ms > 0 {
-        println!("holding {key} (row {row} not committed)");
-        tokio::time::sleep(Duration::from_millis(order.hold_ms)).await;
-    }
+    hold(key, row, &order).await; // not committed until the call returns
     Ok(row)
 }
 
+/// The charge row alone (its idempotency record lives in Valkey): at most once.
+#[idempotent(key = key, store = store, skip(pool), name = "billing.charge", ttl = "7d", lease = "3s")]
+async fn charge_with_valkey(
+    store: &ValkeyStore,
+    pool: &sqlx::SqlitePool,
+    key: &str,
+    order: Order,
+) -> Result<i64, Error> {
+    let row: i64 =
+        sqlx::query_scalar("INSERT INTO charges (order_id, cents) VALUES (?, ?) RETURNING id")
+            .bind(&order.id)
+            .bind(order.cents)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| Error::StoreUnavailable(Box::new(e)))?;
+    hold(key, row, &order).await;
+    Ok(row)
+}
+
+/// The demonstration's slow billing, after the row is written.
+async fn hold(key: &str, row: i64, order: &Order) {
+    if order.hold_ms > 0 {
+        println!("holding {key} (row {row})");
+        tokio::time::sleep(Duration::from_millis(order.hold_ms)).await;
+    }
+}
+
+/// Where billing keeps its idempotency records.
+#[derive(Clone)]
+enum Billing {
+    /// With the charge rows, in one transaction: exactly once.
+    Sqlite(SqliteStore),
+    /// In Valkey, the rows in SQLite: at most once.
+    Valkey(ValkeyStore, sqlx::SqlitePool),
+}
+
+impl Billing {
+    async fn charge(&self, key: &str, order: Order) -> Result<i64, Error> {
+        match self {
+            Self::Sqlite(store) => charge(store, key, order).await,
+            Self::Valkey(store, pool) => charge_with_valkey(store, pool, key, order).await,
+        }
+    }
+}
+
 /// One delivery: bill it once, then ack, nak or dead-letter it.
-async fn handle(store: SqliteStore, message: jetstream::Message) {
+async fn handle(billing: Billing, message: jetstream::Message) {
     let key = message
         .headers
         .as_ref()
@@ -75,7 +118,7 @@ async fn handle(store: SqliteStore, message: jetstream::Message) {
             return;
         }
     };
-    let (billed, execution) = with_execution(charge(&store, &key, order)).await;
+    let (billed, execution) = with_execution(billing.charge(&key, order)).await;
     let (reply, line) = match billed {
         Ok(row) if execution == Some(Execution::Replayed) => {
             (AckKind::Ack, format!("replayed {key} row {row}"))
@@ -117,8 +160,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .execute(&pool)
     .await?;
-    let store = SqliteStore::new(pool);
-    store.migrate().await?;
+    let billing = if let Ok(url) = std::env::var("IDEMPOTENT_REDIS_URL") {
+        Billing::Valkey(ValkeyStore::connect(&url).await?, pool)
+    } else {
+        let store = SqliteStore::new(pool);
+        store.migrate().await?;
+        Billing::Sqlite(store)
+    };
 
     let jetstream = jetstream::new(async_nats::connect(&url).await?);
     let orders = jetstream
@@ -143,7 +191,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(delivery) = deliveries.next().await {
         match delivery {
             // Concurrently: a redelivery may meet its first delivery still running.
-            Ok(message) => drop(tokio::spawn(handle(store.clone(), message))),
+            Ok(message) => drop(tokio::spawn(handle(billing.clone(), message))),
             Err(e) => eprintln!("delivery failed: {e}"),
         }
     }

@@ -1,7 +1,8 @@
 //! The `queue_consumer` example against a real `nats-server -js` (started here on a free port):
 //! duplicates published with one key, a redelivery that meets its first delivery still
 //! running (ack wait lapsed), a key reused for another order (dead-lettered), and a consumer
-//! killed mid-handler and restarted — every order billed exactly once, counted as rows.
+//! killed mid-handler and restarted — every order billed exactly once, counted as rows; and the
+//! same with the records in Valkey (at most once: exactly once without a crash).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use idempotent_tests::nats_server::NatsServer;
+use idempotent_tests::redis_server::RedisServer;
 use idempotent_tests::sql::TempDir;
 
 fn example_binary(name: &str) -> PathBuf {
@@ -46,7 +48,16 @@ struct Consumer {
 
 impl Consumer {
     fn start(nats: &NatsServer, db: &Path) -> Self {
-        let mut child = Command::new(example_binary("queue_consumer"))
+        Self::start_with(nats, db, None)
+    }
+
+    fn start_with(nats: &NatsServer, db: &Path, redis_url: Option<&str>) -> Self {
+        let mut command = Command::new(example_binary("queue_consumer"));
+        command.env_remove("IDEMPOTENT_REDIS_URL");
+        if let Some(url) = redis_url {
+            command.env("IDEMPOTENT_REDIS_URL", url);
+        }
+        let mut child = command
             .env("NATS_URL", nats.url())
             .env("DATABASE_PATH", db)
             .env("ACK_WAIT_MS", "1000")
@@ -135,12 +146,13 @@ async fn rows(db: &Path) -> Vec<(String, i64)> {
     rows
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicates_and_redeliveries_bill_each_order_once() {
+/// Ten orders each published twice, one slower than the ack wait, one key reused for another
+/// order: each order is one row, each duplicate replayed, the reused key dead-lettered.
+async fn duplicates_and_redeliveries(redis_url: Option<&str>) {
     let nats = NatsServer::start();
     let dir = TempDir::new("queue");
     let db = dir.path().join("billing.db");
-    let consumer = Consumer::start(&nats, &db);
+    let consumer = Consumer::start_with(&nats, &db, redis_url);
     for i in 0..10 {
         let order = serde_json::json!({ "order_id": format!("o{i}"), "cents": 100 + i });
         publish(&nats, &format!("k{i}"), &order).await;
@@ -164,15 +176,31 @@ async fn duplicates_and_redeliveries_bill_each_order_once() {
         consumer.wait_for_line(&format!("replayed k{i} "));
     }
     consumer.wait_for_line("charged k-slow");
-    // Published once: a second delivery is the broker's, after the ack wait lapsed. Whether
-    // it met the first still running (in flight, nak) or came after, it was replayed.
-    consumer.wait_for_line("replayed k-slow");
+    // Published once: a second delivery is the broker's, after the ack wait lapsed. It met
+    // the first still running (in flight: nak, and the first's ack ends it) or came after
+    // (replayed); either way it did not bill again.
+    wait_until(
+        "a redelivery of k-slow",
+        || consumer.said("in flight k-slow") || consumer.said("replayed k-slow"),
+        || consumer.output(),
+    );
     let mut expected: Vec<(String, i64)> = (0..10)
         .map(|i| (format!("o{i}"), 1))
         .chain([("o-slow".to_owned(), 1)])
         .collect();
     expected.sort();
     assert_eq!(rows(&db).await, expected, "{}", consumer.output());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_and_redeliveries_bill_each_order_once() {
+    duplicates_and_redeliveries(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_valkey_duplicates_and_redeliveries_bill_each_order_once() {
+    let redis = RedisServer::start();
+    duplicates_and_redeliveries(Some(&redis.url())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
