@@ -190,3 +190,26 @@ async fn the_store_names_its_kind() {
     let store = idempotent_tests::valkey::connect(&server).await;
     assert_eq!(idempotent_runtime::IdempotencyStore::kind(&store), "valkey");
 }
+
+/// Over RESP3 `CONFIG GET` answers with a map: the eviction check reads it as well.
+#[tokio::test]
+async fn the_eviction_check_reads_a_resp3_reply() {
+    let safe = RedisServer::start();
+    let store = ValkeyStore::connect(&format!("{}?protocol=resp3", safe.url()))
+        .await
+        .expect("a noeviction server over RESP3 is accepted");
+    let count = AtomicUsize::new(0);
+    assert_eq!(
+        charge(&store, &key("resp3"), &count).await.ok().as_deref(),
+        Some("charge #1")
+    );
+    let evicting = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let refused = ValkeyStore::connect(&format!("{}?protocol=resp3", evicting.url()))
+        .await
+        .expect_err("an evicting server is refused over RESP3 too")
+        .to_string();
+    assert!(
+        refused.contains("maxmemory-policy is `allkeys-lru`"),
+        "{refused}"
+    );
+}
