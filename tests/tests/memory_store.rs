@@ -415,3 +415,17 @@ async fn an_expired_result_gives_its_bytes_back_when_its_key_is_reclaimed() {
     );
     assert_eq!(store.len(), 1);
 }
+
+#[test]
+fn the_store_describes_itself_and_can_be_detached() {
+    let store = MemoryStore::builder().max_entries(7).max_bytes(900).build();
+    let shown = format!("{store:?}");
+    for part in ["max_entries: 7", "max_bytes: 900", "entries: 0"] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
+    assert_eq!(IdempotencyStore::kind(&store), "memory");
+    assert!(
+        IdempotencyStore::detached(&store).is_some(),
+        "a handle for background work (re-sending a lost claim)"
+    );
+}
