@@ -419,3 +419,37 @@ async fn a_store_error_is_counted() {
     );
     assert_eq!(outcomes(&span_outcomes("obs.down")), ["store_error"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn lease_renewals_are_recorded_on_the_span_and_counted() {
+    let _serial = SERIAL.lock().await;
+    observed();
+    drain();
+    let store = MemoryStore::new();
+    let key = IdempotencyKey::new("renewing").expect("key");
+    let ran = Idempotent::new("obs.renewing")
+        .store(&store)
+        .lease(Duration::from_millis(300))
+        .run(&key, &1, async {
+            // Renewals every 100 ms, sent at 100, 200, 300 and 400 ms; done at 450 ms.
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            Ok::<_, Error>(1)
+        })
+        .await;
+    assert_eq!(ran.ok(), Some(1));
+    let spans = span_outcomes("obs.renewing");
+    assert_eq!(
+        spans[0].fields.get("lease_renewals").map(String::as_str),
+        Some("4")
+    );
+    let metrics = drain();
+    let counted = metrics.iter().find_map(|((name, labels), value)| {
+        (name == "idempotent_lease_renewals_total"
+            && labels.contains(&("operation".to_owned(), "obs.renewing".to_owned())))
+        .then_some(value)
+    });
+    assert!(
+        matches!(counted, Some(DebugValue::Counter(4))),
+        "{counted:?}"
+    );
+}
