@@ -429,3 +429,62 @@ fn the_store_describes_itself_and_can_be_detached() {
         "a handle for background work (re-sending a lost claim)"
     );
 }
+
+/// The same, when the claim meets its key's dead record before the incremental sweep does
+/// (one shard, the sweep's cursor on live records ahead of it): the record is replaced in
+/// place and only its result's bytes come back.
+#[tokio::test]
+async fn a_dead_record_replaced_in_place_gives_its_result_bytes_back() {
+    let clock = Arc::new(ManualClock::new());
+    let store = MemoryStore::builder()
+        .shards(1)
+        .clock(clock.clone())
+        .build();
+    let long = |n: u128| {
+        IdempotencyEntry::new(Fingerprint::from_u128(n))
+            .with_lease(Duration::from_secs(1))
+            .with_ttl(Duration::from_hours(1))
+    };
+    for i in 0..10 {
+        let k = key(&format!("live-{i}"));
+        let Ok(InsertResult::Claimed {
+            fencing_token,
+            entry,
+        }) = store.try_insert(&k, long(1)).await
+        else {
+            panic!("claim");
+        };
+        store
+            .complete(&k, entry.complete_not_replayable(), fencing_token)
+            .await
+            .expect("complete");
+    }
+    let k = key("0123456789");
+    let Ok(InsertResult::Claimed {
+        fencing_token,
+        entry: e,
+    }) = claim(&store, &k, 1).await
+    else {
+        panic!("claim");
+    };
+    store
+        .complete(
+            &k,
+            e.complete(CachedResponse::from(vec![7u8; 50])),
+            fencing_token,
+        )
+        .await
+        .expect("complete");
+    let before = store.payload_bytes();
+    clock.advance(Duration::from_secs(11)); // ours expired; the ten live ones did not
+    assert!(matches!(
+        claim(&store, &k, 2).await,
+        Ok(InsertResult::Claimed { .. })
+    ));
+    assert_eq!(store.len(), 11, "replaced in place, nothing swept");
+    let response_bytes = before - store.payload_bytes();
+    assert!(
+        (50..=60).contains(&response_bytes),
+        "the dead result's bytes came back, the key's stayed: {response_bytes}"
+    );
+}
