@@ -5,6 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+mod support;
+
 use idempotent_tests::postgres_server::PostgresServer;
 use idempotent_tests::redis_server::RedisServer;
 
@@ -68,33 +70,6 @@ fn observability_prints_spans_and_metrics() {
     }
 }
 
-/// The `users_server` binary, built once.
-fn users_server_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "users_server",
-            "--message-format=json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo build");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["target"]["name"] == "users_server")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported the users_server executable")
-}
-
 /// A running `users_server`, killed on drop.
 struct Server {
     child: Child,
@@ -115,7 +90,7 @@ impl Server {
         let db =
             std::env::temp_dir().join(format!("idempotent-example-{}-{n}.db", std::process::id()));
         let _ = std::fs::remove_file(&db);
-        let mut command = Command::new(users_server_binary());
+        let mut command = Command::new(support::example_binary("users_server"));
         command
             .env("PORT", "0")
             .env("DATABASE_PATH", &db)

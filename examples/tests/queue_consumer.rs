@@ -5,40 +5,17 @@
 //! same with the records in Valkey (at most once: exactly once without a crash).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
 
 use idempotent_tests::nats_server::NatsServer;
 use idempotent_tests::redis_server::RedisServer;
 use idempotent_tests::sql::TempDir;
-
-fn example_binary(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            name,
-            "--message-format=json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo build");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["target"]["name"] == name)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported the example's executable")
-}
+use idempotent_tests::wait::poll_until;
 
 /// A running consumer, its output collected line by line; killed on drop.
 struct Consumer {
@@ -52,7 +29,7 @@ impl Consumer {
     }
 
     fn start_with(nats: &NatsServer, db: &Path, redis_url: Option<&str>) -> Self {
-        let mut command = Command::new(example_binary("queue_consumer"));
+        let mut command = Command::new(support::example_binary("queue_consumer"));
         command.env_remove("IDEMPOTENT_REDIS_URL");
         if let Some(url) = redis_url {
             command.env("IDEMPOTENT_REDIS_URL", url);
@@ -105,17 +82,14 @@ impl Drop for Consumer {
     }
 }
 
-/// Polls `done` (bounded: 30 s) — the broker's and the lease's clocks are real.
+/// Waits (bounded: 30 s — the broker's and the lease's clocks are real) until `done`.
 fn wait_until(what: &str, done: impl Fn() -> bool, context: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(
+        what,
+        Duration::from_secs(30),
+        || done().then_some(()),
+        context,
+    );
 }
 
 async fn publish(nats: &NatsServer, key: &str, order: &serde_json::Value) {

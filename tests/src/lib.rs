@@ -11,3 +11,4 @@ pub mod reaper;
 pub mod redis_server;
 pub mod sql;
 pub mod valkey;
+pub mod wait;

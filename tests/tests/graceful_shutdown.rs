@@ -7,10 +7,11 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use idempotent_tests::http::post_key;
 use idempotent_tests::sql::TempDir;
+use idempotent_tests::wait::poll_until;
 
 struct Paths {
     db: PathBuf,
@@ -40,14 +41,7 @@ fn start(paths: &Paths, extra: &[&str]) -> (Child, String) {
 
 /// Polls `probe` (bounded, 10 s) until it answers.
 fn wait_for<T>(probe: impl Fn() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    poll_until("the server", Duration::from_secs(10), probe, String::new)
 }
 
 fn ledger_lines(ledger: &Path) -> usize {

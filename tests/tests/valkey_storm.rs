@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use idempotent_tests::redis_server::RedisServer;
+use idempotent_tests::wait::poll_until;
 
 const WORKERS: usize = 4;
 const KEYS: usize = 1_000;
@@ -114,15 +115,15 @@ fn a_worker_killed_mid_handler_reruns_only_its_in_flight_keys_once() {
     // Worker 0 holds each handler 50 ms after its side effect: 64 claims in flight at a time.
     // It starts alone, so it surely has work in flight when it is killed.
     let mut victim = worker(&server, 0, &ledger, &[LEASE_MS, 50]);
-    let deadline = Instant::now() + Duration::from_mins(1);
-    loop {
-        let text = std::fs::read_to_string(&ledger).unwrap_or_default();
-        if text.lines().filter(|l| l.contains(" w0-")).count() >= 20 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "worker 0 never got going");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    poll_until(
+        "worker 0 gets going",
+        Duration::from_mins(1),
+        || {
+            let text = std::fs::read_to_string(&ledger).unwrap_or_default();
+            (text.lines().filter(|l| l.contains(" w0-")).count() >= 20).then_some(())
+        },
+        String::new,
+    );
     let survivors: Vec<Child> = (1..WORKERS)
         .map(|w| worker(&server, w, &ledger, &[LEASE_MS, 0]))
         .collect();
