@@ -97,7 +97,7 @@ fn row(
     let (o, b, added) = (median(&mut o), median(&mut b), median(&mut added));
     let target = target_added.as_nanos() as f64;
     println!(
-        "{name:<34} ours {o:>8.0} ns/call   bare {b:>6.0} ns/call   added {:>5.2} µs (target <= {:.0} µs)   bare/ours {:>5.1}% {}",
+        "{name:<34} ours {o:>8.0} ns/call   bare {b:>6.0} ns/call   added {:>5.2} µs (target <= {:.1} µs)   bare/ours {:>5.1}% {}",
         added / 1000.0,
         target / 1000.0,
         b / o * 100.0,
@@ -116,10 +116,18 @@ fn main() {
         .expect("runtime");
     let n = BATCH * BATCHES;
     println!("#[idempotent] plain fn on MemoryStore vs the bare fn; medians of {REPS} runs");
+    {
+        let (store, key) = (MemoryStore::new(), IdempotencyKey::random());
+        println!(
+            "future sizes: guarded {} B, bare {} B",
+            std::mem::size_of_val(&guarded(&store, &key, request(0))),
+            std::mem::size_of_val(&bare(&key, request(0))),
+        );
+    }
 
     row(
         "first call (fresh key each)",
-        Duration::from_micros(2),
+        Duration::from_micros(1),
         || {
             let store = MemoryStore::new();
             let pool = keys(n);
@@ -146,7 +154,7 @@ fn main() {
     });
     row(
         "replay (one completed key)",
-        Duration::from_micros(1),
+        Duration::from_nanos(400),
         || {
             per_call(&rt, async |_| {
                 let out = guarded(&store, &key, request(0)).await;

@@ -1,5 +1,6 @@
 //! The `MemoryStore` rows of DESIGN §7, each beside its ceiling (a `DashMap` doing the same
-//! work), in the same run: `cargo bench -p idempotent-benches --bench memory_store`.
+//! work) and the peer crate (`idempotent` 0.3.0's `MemoryStore`), in the same run:
+//! `cargo bench -p idempotent-benches --bench memory_store`.
 #![allow(missing_docs, clippy::cast_precision_loss, reason = "benchmark binary")]
 
 use std::alloc::System;
@@ -9,11 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dashmap::DashMap;
 use idempotent_benches::{
-    BODY, BODY_LARGE, body, check, compare, fingerprint, keys, median, timed,
+    BODY, BODY_LARGE, Targets, body, check, compare_with_peer, fingerprint, keys, median,
+    peer_workload, replay, timed,
 };
 use idempotent_runtime::{
-    CachedResponse, ExistingEntry, Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore,
-    InsertResult, ManualClock, MemoryStore,
+    CachedResponse, Fingerprint, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult,
+    ManualClock, MemoryStore,
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokio::runtime::Runtime;
@@ -28,19 +30,16 @@ const REPS: usize = 5;
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time() // the peer's store sweeps on a tokio interval
         .build()
         .expect("runtime")
 }
 
 /// Splits `keys` over `tasks` tasks and runs `op` on each key in a closed loop.
-fn run_tasks<F, Fut>(
-    rt: &Runtime,
-    keys: &Arc<Vec<IdempotencyKey>>,
-    tasks: usize,
-    op: F,
-) -> (usize, Duration)
+fn run_tasks<K, F, Fut>(rt: &Runtime, keys: &Arc<Vec<K>>, tasks: usize, op: F) -> (usize, Duration)
 where
-    F: Fn(usize, IdempotencyKey) -> Fut + Send + Sync + Clone + 'static,
+    K: Clone + Send + Sync + 'static,
+    F: Fn(usize, K) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send,
 {
     let per_task = keys.len() / tasks;
@@ -90,6 +89,19 @@ async fn claim_complete_body(store: &MemoryStore, i: usize, key: &IdempotencyKey
     check(completed.is_ok());
 }
 
+/// The peer's claim and completion, checked the same way.
+async fn peer_claim_complete(store: &PeerStore, i: usize, key: &peer::IdempotencyKey, len: usize) {
+    peer_workload::claim_complete(store, i, key, body(len, i), TTL).await;
+}
+
+type PeerStore = peer::store::memory::MemoryStore;
+
+/// The peer's store (an actor task behind a channel), made on the runtime it spawns on.
+fn peer_store(rt: &Runtime) -> Arc<PeerStore> {
+    let _on = rt.enter();
+    Arc::new(PeerStore::new(1024, Duration::from_mins(1)))
+}
+
 fn ceiling_insert_lookup(
     map: &DashMap<String, (Fingerprint, Bytes)>,
     i: usize,
@@ -101,18 +113,52 @@ fn ceiling_insert_lookup(
 }
 
 fn claim_complete_rows(rt: &Runtime) {
-    for (tasks, target, len) in [(64, 0.60, BODY), (1, 0.45, BODY), (64, 0.60, BODY_LARGE)] {
+    for (tasks, targets, len) in [
+        (
+            64,
+            Targets {
+                ceiling: 0.70,
+                peer: 3.0,
+            },
+            BODY,
+        ),
+        (
+            1,
+            Targets {
+                ceiling: 0.45,
+                peer: 1.0,
+            },
+            BODY,
+        ),
+        (
+            64,
+            Targets {
+                ceiling: 0.60,
+                peer: 1.0,
+            },
+            BODY_LARGE,
+        ),
+    ] {
         let n = if len == BODY { OPS } else { OPS / 4 };
-        compare(
+        compare_with_peer(
             &format!("claim+complete, {tasks} tasks, {len} B body"),
             REPS,
-            target,
+            targets,
             || {
                 let store = MemoryStore::new();
                 let keys = Arc::new(keys(n));
                 run_tasks(rt, &keys, tasks, move |i, k| {
                     let store = store.clone();
                     async move { claim_complete(&store, i, &k, len).await }
+                })
+            },
+            || {
+                let store = peer_store(rt);
+                let ours = keys(n);
+                let keys = Arc::new(peer_workload::keys(&ours));
+                run_tasks(rt, &keys, tasks, move |i, k| {
+                    let store = store.clone();
+                    async move { peer_claim_complete(&store, i, &k, len).await }
                 })
             },
             || {
@@ -130,33 +176,40 @@ fn claim_complete_rows(rt: &Runtime) {
 fn replay_rows(rt: &Runtime) {
     for (label, distinct) in [("hot key", 1), ("100k keys", 100_000)] {
         let pool = keys(distinct);
+        let peer_pool = peer_workload::keys(&pool);
         let store = MemoryStore::new();
+        let peer = peer_store(rt);
         let map: Arc<DashMap<String, (Fingerprint, Bytes)>> = Arc::new(DashMap::new());
         rt.block_on(async {
-            for (i, k) in pool.iter().enumerate() {
+            for (i, (k, p)) in pool.iter().zip(&peer_pool).enumerate() {
                 claim_complete(&store, i, k, BODY).await;
+                peer_claim_complete(&peer, i, p, BODY).await;
                 map.insert(k.as_str().to_owned(), (fingerprint(i), body(BODY, i)));
             }
         });
         let lookups: Arc<Vec<IdempotencyKey>> =
             Arc::new((0..OPS).map(|i| pool[i % distinct].clone()).collect());
-        compare(
+        let peer_lookups: Arc<Vec<peer::IdempotencyKey>> =
+            Arc::new((0..OPS).map(|i| peer_pool[i % distinct].clone()).collect());
+        compare_with_peer(
             &format!("replay, 64 tasks, {label}"),
             REPS,
-            0.60,
+            Targets {
+                ceiling: 0.60,
+                peer: 1.0,
+            },
             || {
                 let store = store.clone();
                 run_tasks(rt, &lookups, 64, move |i, k| {
                     let store = store.clone();
-                    async move {
-                        let entry = IdempotencyEntry::new(fingerprint(i % distinct)).with_ttl(TTL);
-                        match store.try_insert(&k, entry).await {
-                            Ok(InsertResult::Exists(ExistingEntry::Completed(done))) => {
-                                check(std::hint::black_box(done.into_response()).is_some());
-                            }
-                            _ => check(false),
-                        }
-                    }
+                    async move { replay(&store, i % distinct, &k, TTL).await }
+                })
+            },
+            || {
+                let peer = peer.clone();
+                run_tasks(rt, &peer_lookups, 64, move |i, k| {
+                    let peer = peer.clone();
+                    async move { peer_workload::replay(&*peer, i % distinct, &k, TTL).await }
                 })
             },
             || {

@@ -1,21 +1,26 @@
-//! The `ValkeyStore` rows of DESIGN §7 against their ceiling, in the same run, on one
-//! `redis-server` this benchmark starts itself: `cargo bench -p idempotent-benches --bench
-//! valkey_store`.
+//! The `ValkeyStore` rows of DESIGN §7 against their ceiling and the peer crate (`idempotent`
+//! 0.3.0's `ValkeyStore`), in the same run, on one `redis-server` this benchmark starts
+//! itself: `cargo bench -p idempotent-benches --bench valkey_store`.
 //!
 //! Ceiling: redis-rs running a minimal EVALSHA script (HGET + HSET + PEXPIRE) over one
 //! multiplexed connection with the same number of tasks. One claim+complete is two scripts,
-//! so its target is half the ceiling's calls/s; a replay is one script.
+//! so its target is half the ceiling's calls/s; a claim or a replay is one script. With client
+//! and server on the same two cores, the server's CPU per script call decides the rate: it is
+//! printed for ours and the peer (`INFO commandstats`, `usec_per_call` of `EVALSHA`).
 #![allow(missing_docs, clippy::cast_precision_loss, reason = "benchmark binary")]
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use idempotent_benches::{BODY, body, check, compare, fingerprint, keys, timed};
+use idempotent_benches::{
+    BODY, Targets, body, check, compare, compare_with_peer, fingerprint, keys, peer_workload,
+    replay, timed,
+};
 use idempotent_runtime::{
-    CachedResponse, ExistingEntry, IdempotencyEntry, IdempotencyKey, IdempotencyStore,
-    InsertResult, ValkeyStore,
+    CachedResponse, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, ValkeyStore,
 };
 use idempotent_tests::redis_server::RedisServer;
+use peer::store::IdempotencyStore as _;
 use redis::Script;
 use redis::aio::MultiplexedConnection;
 use tokio::runtime::Runtime;
@@ -23,7 +28,7 @@ use tokio::runtime::Runtime;
 const TTL: Duration = Duration::from_mins(10);
 const OPS: usize = 20_000;
 const TASKS: usize = 64;
-const REPS: usize = 5;
+const REPS: usize = 3;
 
 const CEILING: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
@@ -152,23 +157,135 @@ async fn bare_scripts(connection: &mut MultiplexedConnection, i: usize, key: &Id
     check(completed.is_ok_and(|reply| status_is(&reply, "ok")));
 }
 
-fn claim_complete_rows(rt: &Runtime, store: &ValkeyStore, connection: &MultiplexedConnection) {
-    compare(
+type PeerStore = peer::store::valkey::ValkeyStore;
+
+/// The peer's claim and completion, checked the same way.
+async fn peer_claim_complete(store: &PeerStore, i: usize, key: &peer::IdempotencyKey) {
+    peer_workload::claim_complete(store, i, key, body(BODY, i), TTL).await;
+}
+
+/// The server CPU per `EVALSHA` while `workload` runs once: (calls, µs per call).
+fn server_cost(
+    rt: &Runtime,
+    connection: &MultiplexedConnection,
+    workload: impl FnOnce() -> (usize, Duration),
+) -> (u64, f64) {
+    let mut connection = connection.clone();
+    rt.block_on(async {
+        let _: redis::RedisResult<()> = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut connection)
+            .await;
+    });
+    let _ = workload();
+    let info: String = rt
+        .block_on(async {
+            redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut connection)
+                .await
+        })
+        .unwrap_or_default();
+    let stat = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        .unwrap_or_default();
+    let field = |name: &str| {
+        stat.split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or("0")
+            .to_owned()
+    };
+    (
+        field("calls").parse().unwrap_or(0),
+        field("usec_per_call").parse().unwrap_or(f64::NAN),
+    )
+}
+
+/// The stores under test: ours, the peer's, and a raw connection for the ceiling and stats.
+struct Stores {
+    ours: ValkeyStore,
+    /// Ours with the local cache of completed records.
+    cached: ValkeyStore,
+    peer: Arc<PeerStore>,
+    connection: MultiplexedConnection,
+}
+
+impl Stores {
+    fn ours_claim_complete(&self, rt: &Runtime) -> (usize, Duration) {
+        let pool = Arc::new(keys(OPS));
+        let store = self.ours.clone();
+        run(rt, OPS, move |i| {
+            let (store, pool) = (store.clone(), pool.clone());
+            async move { claim_complete(&store, i, &pool[i]).await }
+        })
+    }
+
+    fn peer_claim_complete(&self, rt: &Runtime) -> (usize, Duration) {
+        let pool = Arc::new(peer_workload::keys(&keys(OPS)));
+        let store = self.peer.clone();
+        run(rt, OPS, move |i| {
+            let (store, pool) = (store.clone(), pool.clone());
+            async move { peer_claim_complete(&store, i, &pool[i]).await }
+        })
+    }
+
+    fn ours_claim(&self, rt: &Runtime) -> (usize, Duration) {
+        let pool = Arc::new(keys(OPS));
+        let store = self.ours.clone();
+        run(rt, OPS, move |i| {
+            let (store, pool) = (store.clone(), pool.clone());
+            async move {
+                let entry = IdempotencyEntry::new(fingerprint(i)).with_ttl(TTL);
+                let claimed = store.try_insert(&pool[i], entry).await;
+                check(matches!(claimed, Ok(InsertResult::Claimed { .. })));
+            }
+        })
+    }
+
+    fn peer_claim(&self, rt: &Runtime) -> (usize, Duration) {
+        let pool = Arc::new(peer_workload::keys(&keys(OPS)));
+        let store = self.peer.clone();
+        run(rt, OPS, move |i| {
+            let (store, pool) = (store.clone(), pool.clone());
+            async move {
+                let entry = peer::IdempotencyEntry::new(peer_workload::fingerprint(i), TTL);
+                let claimed = store.try_insert(&pool[i], entry).await;
+                check(matches!(
+                    claimed,
+                    Ok(peer::store::InsertResult::Claimed { .. })
+                ));
+            }
+        })
+    }
+}
+
+fn claim_rows(rt: &Runtime, stores: &Stores) {
+    let connection = &stores.connection;
+    compare_with_peer(
         "claim+complete (2 scripts) vs ceiling calls",
         REPS,
-        0.50,
-        || {
-            let pool = Arc::new(keys(OPS));
-            let store = store.clone();
-            run(rt, OPS, move |i| {
-                let (store, pool) = (store.clone(), pool.clone());
-                async move { claim_complete(&store, i, &pool[i]).await }
-            })
+        Targets {
+            ceiling: 0.50,
+            peer: 1.1,
         },
+        || stores.ours_claim_complete(rt),
+        || stores.peer_claim_complete(rt),
+        || ceiling(rt, connection, OPS),
+    );
+    compare_with_peer(
+        "claim only (1 script) vs ceiling calls",
+        REPS,
+        Targets {
+            ceiling: 0.90,
+            peer: 1.1,
+        },
+        || stores.ours_claim(rt),
+        || stores.peer_claim(rt),
         || ceiling(rt, connection, OPS),
     );
     compare(
-        "  (the same 2 scripts, bare redis-rs, no store client)",
+        "  (our 2 scripts, bare redis-rs, no store client)",
         REPS,
         0.50,
         || {
@@ -181,41 +298,69 @@ fn claim_complete_rows(rt: &Runtime, store: &ValkeyStore, connection: &Multiplex
         },
         || ceiling(rt, connection, OPS),
     );
+    let (ours_calls, ours_cost) = server_cost(rt, connection, || stores.ours_claim_complete(rt));
+    let (peer_calls, peer_cost) = server_cost(rt, connection, || stores.peer_claim_complete(rt));
+    let (ours_claims, ours_claim) = server_cost(rt, connection, || stores.ours_claim(rt));
+    let (peer_claims, peer_claim) = server_cost(rt, connection, || stores.peer_claim(rt));
+    println!(
+        "server CPU per script call (EVALSHA usec_per_call): claim+complete ours {ours_cost:.2} µs ({ours_calls} calls), peer {peer_cost:.2} µs ({peer_calls}); claim ours {ours_claim:.2} µs ({ours_claims}), peer {peer_claim:.2} µs ({peer_claims})"
+    );
 }
 
-fn replay_row(rt: &Runtime, store: &ValkeyStore, connection: &MultiplexedConnection) {
-    let hot = keys(1_000);
-    rt.block_on(async {
-        for (i, k) in hot.iter().enumerate() {
-            claim_complete(store, i, k).await;
-        }
-    });
-    let hot = Arc::new(hot);
-    compare(
-        "replay (1 script) vs ceiling calls",
-        REPS,
-        1.00,
-        || {
-            let (store, hot) = (store.clone(), hot.clone());
+fn replay_rows(rt: &Runtime, stores: &Stores) {
+    for (label, distinct) in [("100k keys", 100_000), ("hot key", 1)] {
+        let ours_pool = keys(distinct);
+        let peer_pool = peer_workload::keys(&ours_pool);
+        rt.block_on(async {
+            for (i, (k, p)) in ours_pool.iter().zip(&peer_pool).enumerate() {
+                claim_complete(&stores.ours, i, k).await;
+                peer_claim_complete(&stores.peer, i, p).await;
+            }
+        });
+        let (ours_pool, peer_pool) = (Arc::new(ours_pool), Arc::new(peer_pool));
+        let ours = |store: &ValkeyStore| {
+            let (store, pool) = (store.clone(), ours_pool.clone());
             run(rt, OPS, move |i| {
-                let (store, hot) = (store.clone(), hot.clone());
+                let (store, pool) = (store.clone(), pool.clone());
                 async move {
-                    let k = i % hot.len();
-                    let entry = IdempotencyEntry::new(fingerprint(k)).with_ttl(TTL);
-                    match store.try_insert(&hot[k], entry).await {
-                        Ok(InsertResult::Exists(ExistingEntry::Completed(done))) => {
-                            check(
-                                std::hint::black_box(done.response().map(CachedResponse::size))
-                                    .is_some(),
-                            );
-                        }
-                        _ => check(false),
-                    }
+                    let k = i % pool.len();
+                    replay(&store, k, &pool[k], TTL).await;
                 }
             })
-        },
-        || ceiling(rt, connection, OPS),
-    );
+        };
+        let peer = || {
+            let (store, pool) = (stores.peer.clone(), peer_pool.clone());
+            run(rt, OPS, move |i| {
+                let (store, pool) = (store.clone(), pool.clone());
+                async move {
+                    let k = i % pool.len();
+                    peer_workload::replay(&*store, k, &pool[k], TTL).await;
+                }
+            })
+        };
+        compare_with_peer(
+            &format!("replay (1 script), {label} vs ceiling calls"),
+            REPS,
+            Targets {
+                ceiling: 0.90,
+                peer: 1.1,
+            },
+            || ours(&stores.ours),
+            peer,
+            || ceiling(rt, &stores.connection, OPS),
+        );
+        compare_with_peer(
+            &format!("replay from the local cache, {label}"),
+            REPS,
+            Targets {
+                ceiling: 0.0,
+                peer: 10.0,
+            },
+            || ours(&stores.cached),
+            peer,
+            || ceiling(rt, &stores.connection, OPS),
+        );
+    }
 }
 
 fn main() {
@@ -225,19 +370,31 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (store, connection) = rt.block_on(async {
-        let store = ValkeyStore::connect(&server.url()).await.expect("store");
+    let stores = rt.block_on(async {
+        let ours = ValkeyStore::connect(&server.url()).await.expect("store");
+        let cached = ValkeyStore::builder()
+            .url(server.url())
+            .local_cache(200_000, 512 << 20)
+            .connect()
+            .await
+            .expect("cached store");
         let client = redis::Client::open(server.url()).expect("client");
+        let peer = Arc::new(PeerStore::new(client.clone()).await.expect("peer store"));
         let connection = client
             .get_multiplexed_async_connection()
             .await
             .expect("connection");
-        (store, connection)
+        Stores {
+            ours,
+            cached,
+            peer,
+            connection,
+        }
     });
     println!(
-        "ValkeyStore vs redis-rs EVALSHA (HGET+HSET+PEXPIRE), {TASKS} tasks, one multiplexed connection each, medians of {REPS}"
+        "ValkeyStore vs the peer's and redis-rs EVALSHA (HGET+HSET+PEXPIRE), {TASKS} tasks, one multiplexed connection each, medians of {REPS}"
     );
-    claim_complete_rows(&rt, &store, &connection);
-    replay_row(&rt, &store, &connection);
+    claim_rows(&rt, &stores);
+    replay_rows(&rt, &stores);
     idempotent_benches::exit_on_failed_checks();
 }

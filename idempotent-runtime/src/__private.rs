@@ -275,27 +275,24 @@ where
     F: core::future::Future<Output = Response> + Send + 'static,
 {
     match crate::service::admit() {
-        Ok(permit) => {
-            spawn(async move {
-                let _in_flight = permit;
-                future.await
-            })
-            .await
-        }
+        Ok(permit) => spawn(async move {
+            let _in_flight = permit;
+            future.await
+        })
+        .await
+        .unwrap_or_else(axum::response::IntoResponse::into_response),
         Err(problem) => axum::response::IntoResponse::into_response(problem),
     }
 }
 
 /// Spawns `future` and waits for it; a panic that escaped it is a 500 problem.
 #[cfg(feature = "axum")]
-pub(crate) async fn spawn<F>(future: F) -> Response
+pub(crate) async fn spawn<T, F>(future: F) -> Result<T, crate::service::Problem>
 where
-    F: core::future::Future<Output = Response> + Send + 'static,
+    T: Send + 'static,
+    F: core::future::Future<Output = T> + Send + 'static,
 {
-    match tokio::spawn(future).await {
-        Ok(response) => response,
-        Err(_) => axum::response::IntoResponse::into_response(crate::service::Problem::from(
-            Error::HandlerPanicked,
-        )),
-    }
+    tokio::spawn(future)
+        .await
+        .map_err(|_| crate::service::Problem::from(Error::HandlerPanicked))
 }

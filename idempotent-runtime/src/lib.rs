@@ -28,7 +28,7 @@ mod response;
 #[cfg(feature = "serde")]
 mod serde_impls;
 pub mod store;
-#[cfg(feature = "memory")]
+#[cfg(any(feature = "memory", feature = "valkey"))]
 mod sync;
 
 #[cfg(feature = "conformance")]

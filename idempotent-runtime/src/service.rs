@@ -1,5 +1,6 @@
-//! HTTP mode for axum 0.8 (feature `axum`): `#[idempotent(key = header)]` handlers and
-//! [`IdempotencyLayer`] run the same protocol as plain mode over whole responses.
+//! HTTP mode (feature `axum`): `#[idempotent(key = header)]` axum 0.8 handlers and
+//! [`IdempotencyLayer`] — a tower layer for any service over `http` types (axum, hyper,
+//! tonic) — run the same protocol as plain mode over whole responses, trailers included.
 //!
 //! - The key comes from a header ([`key_from_headers`]: bare or sf-string form).
 //! - The fingerprint covers the method, the route template, the query string and the request
@@ -16,9 +17,16 @@
 //! - A response whose body fails after the handler ran is never released (its side effect may
 //!   have happened): the key is completed as done-not-replayable, the caller gets a 500
 //!   `response-failed` problem and every retry a 409 `not-replayable`.
-//! - Every rejection is a [`Problem`] (`application/problem+json`, RFC 9457).
+//! - Every rejection is a [`Problem`] (`application/problem+json`, RFC 9457); to a gRPC
+//!   request (`content-type: application/grpc…`) under the layer, a gRPC status
+//!   ([`ProblemKind::grpc_code`]) with a `google.rpc.ErrorInfo` (domain `idempotent`, reason
+//!   the kind's code in capitals) and, where waiting helps, a `google.rpc.RetryInfo`. A gRPC
+//!   response is stored by its `grpc-status` (`OK` only by default:
+//!   [`IdempotencyLayer::store_grpc_status`]).
 
+mod body;
 mod detached;
+mod grpc;
 pub(crate) mod head;
 mod key;
 mod layer;
@@ -30,6 +38,7 @@ use std::future::Future;
 
 use axum::response::{IntoResponse, Response};
 
+pub use body::{BoxError, LayerBody};
 pub(crate) use detached::admit;
 pub use detached::{DEFAULT_MAX_DETACHED, set_max_detached, shutdown};
 use head::RequestHead;
@@ -41,7 +50,6 @@ pub use response::REPLAYED_HEADER;
 use response::{Buffered, Http};
 
 use crate::observe::{Observer, Outcome};
-use crate::protocol::codec::ResultCodec;
 use crate::protocol::{Step, acquire, release_unstarted, run_claimed};
 use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
 
@@ -65,13 +73,17 @@ where
     let key = match key {
         Ok(Some(key)) => key,
         Ok(None) => return handler.await,
-        Err(problem) => return reject(options.as_ref(), problem),
+        Err(problem) => return reject(options.as_ref(), problem).into_response(),
     };
     let fingerprint = match fingerprint {
         Ok(fingerprint) => fingerprint,
-        Err(e) => return reject(options.as_ref(), Problem::from(e)),
+        Err(e) => return reject(options.as_ref(), Problem::from(e)).into_response(),
     };
-    run_with::<Http, _, _, _>(store, options, scope, key, fingerprint, handler).await
+    let stores = options.as_ref().stores;
+    let handler = async move { Buffered::capture(handler.await, stores).await };
+    run_with(store, options, scope, key, fingerprint, handler)
+        .await
+        .into_response()
 }
 
 /// Runs `handler` in transactional mode for one HTTP request (the caller detaches the whole
@@ -96,12 +108,12 @@ where
         Ok(Some(key)) => key,
         // A transactional handler needs a claim to run in: without a key (even an optional
         // one), it is refused.
-        Ok(None) => return reject(options, Problem::missing_key(&options.header)),
-        Err(problem) => return reject(options, problem),
+        Ok(None) => return reject(options, Problem::missing_key(&options.header)).into_response(),
+        Err(problem) => return reject(options, problem).into_response(),
     };
     let fingerprint = match fingerprint {
         Ok(fingerprint) => fingerprint,
-        Err(e) => return reject(options, Problem::from(e)),
+        Err(e) => return reject(options, Problem::from(e)).into_response(),
     };
     let (spec, operation, stores) = (&options.spec, options.operation(), options.stores);
     let capture = move |transaction| {
@@ -126,28 +138,29 @@ where
 
 /// The answer for a request refused before the protocol ran (a bad key or scope, a request
 /// that cannot be fingerprinted), recorded as the execution's outcome.
-pub(crate) fn reject(options: &HttpOptions, problem: Problem) -> Response {
+fn reject(options: &HttpOptions, problem: Problem) -> Buffered {
     Observer::start(options.operation()).outcome(Outcome::RejectedKey);
-    problem.into_response()
+    Buffered::from(problem)
 }
 
-async fn run_with<C, S, O, F>(
+/// Claims `key` and runs `handler` (which captures its response) detached; replays and
+/// conflicts are answered without running it.
+async fn run_with<S, O, F>(
     store: S,
     options: O,
     scope: Option<String>,
     key: IdempotencyKey,
     fingerprint: Fingerprint,
     handler: F,
-) -> Response
+) -> Buffered
 where
-    C: ResultCodec<Buffered> + 'static,
     S: IdempotencyStore + 'static,
     O: AsRef<HttpOptions> + Send + 'static,
-    F: Future<Output = Response> + Send + 'static,
+    F: Future<Output = Buffered> + Send + 'static,
 {
     let (spec, operation) = (&options.as_ref().spec, options.as_ref().operation());
     let observer = Observer::start(operation);
-    let step = acquire::<Buffered, C>(
+    let step = acquire::<Buffered, Http>(
         &observer,
         &store,
         spec,
@@ -158,7 +171,7 @@ where
     );
     // Replays and conflicts answer here; only a claimed execution is detached.
     let claim = match observer.in_span(step).await {
-        Step::Done(buffered) => return buffered.into_response(),
+        Step::Done(buffered) => return buffered,
         Step::Claimed(claim) => claim,
     };
     // Only a claimed execution needs a detached handler (replays and conflicts answered above
@@ -172,12 +185,9 @@ where
     };
     crate::__private::spawn(observer.clone().in_span(async move {
         let _in_flight = permit;
-        let stores = options.as_ref().stores;
-        let handler = async move { Buffered::capture(handler.await, stores).await };
         let spec = &options.as_ref().spec;
-        run_claimed::<Buffered, C, _>(&observer, &store, spec, claim, handler)
-            .await
-            .into_response()
+        run_claimed::<Buffered, Http, _>(&observer, &store, spec, claim, handler).await
     }))
     .await
+    .unwrap_or_else(Buffered::from)
 }

@@ -1,8 +1,11 @@
-//! The locks the stores use: `parking_lot` normally, shuttle's under `--cfg shuttle` so the
-//! model checker can explore every interleaving of the real store code.
+//! The locks the stores use (`MemoryStore`, `ValkeyStore`'s local cache): `parking_lot`
+//! normally, shuttle's under `--cfg shuttle` so the model checker can explore every
+//! interleaving of the real store code.
 
 #[cfg(not(shuttle))]
-pub(crate) use parking_lot::{Mutex, MutexGuard};
+pub(crate) use parking_lot::Mutex;
+#[cfg(all(not(shuttle), feature = "memory"))]
+pub(crate) use parking_lot::MutexGuard;
 
 #[cfg(shuttle)]
 pub(crate) use shuttle_mutex::{Mutex, MutexGuard};
@@ -28,7 +31,7 @@ mod shuttle_mutex {
     }
 }
 
-#[cfg(not(shuttle))]
+#[cfg(all(not(shuttle), feature = "memory"))]
 pub(crate) use std::sync::atomic::AtomicUsize;
 
 #[cfg(shuttle)]

@@ -119,3 +119,81 @@ async fn the_layer_tells_a_broken_body_from_a_large_one() {
     );
     assert_eq!(runs.load(Ordering::SeqCst), 0, "the handler never ran");
 }
+
+/// A hyper service, no axum anywhere: counts its runs, answers 201 with the body it got.
+#[derive(Clone)]
+struct Echo(Arc<AtomicUsize>);
+
+impl<B> tower_service::Service<http::Request<B>> for Echo
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: std::fmt::Debug,
+{
+    type Response = http::Response<http_body_util::Full<bytes::Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let runs = self.0.clone();
+        Box::pin(async move {
+            use http_body_util::BodyExt as _;
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            let text = format!("run #{n}: {}", String::from_utf8_lossy(&body));
+            let mut response = http::Response::new(http_body_util::Full::from(text));
+            *response.status_mut() = StatusCode::CREATED;
+            Ok(response)
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_layer_protects_a_plain_hyper_service() {
+    use tower_layer::Layer as _;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let service = IdempotencyLayer::new(MemoryStore::new()).layer(Echo(runs.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/orders", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service),
+            );
+        }
+    });
+    let first = post_key(&url, "o-1", "2 books").await;
+    assert_eq!(first.status(), 201);
+    assert_eq!(first.text().await.expect("body"), "run #1: 2 books");
+    let retry = post_key(&url, "o-1", "2 books").await;
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.text().await.expect("body"), "run #1: 2 books");
+    let reused = post_key(&url, "o-1", "3 books").await;
+    assert_eq!(problem(reused).await.2["code"], "key_reused");
+    let listing = client().get(&url).send().await.expect("GET");
+    assert_eq!(
+        listing.text().await.expect("body"),
+        "run #2: ",
+        "GET passes through, runs"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}

@@ -28,7 +28,9 @@ use codec::ResultCodec;
 pub use current::{ClaimHandle, current_claim};
 pub(crate) use report::record;
 pub use report::{Execution, with_execution};
-pub(crate) use run::{release_unstarted, run_claimed};
+#[cfg(feature = "axum")]
+pub(crate) use run::release_unstarted;
+pub(crate) use run::run_claimed;
 pub use spec::{Concurrency, DEFAULT_MAX_BODY, Spec};
 pub use stored_key::storage_key;
 

@@ -123,6 +123,7 @@ pub(super) fn completion(
 
 /// Gives up a claim whose handler never started (the caller refused to run it): released, so
 /// a retry runs normally.
+#[cfg(feature = "axum")]
 pub(crate) async fn release_unstarted(
     observer: &Observer,
     store: &dyn IdempotencyStore,

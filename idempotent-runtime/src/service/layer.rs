@@ -1,7 +1,7 @@
-//! [`IdempotencyLayer`]: the protocol as tower middleware, for routers whose handlers cannot
-//! be annotated. It runs the same function as `#[idempotent(key = header)]`.
+//! [`IdempotencyLayer`]: the protocol as tower middleware for any service over `http` types
+//! (an axum router whose handlers cannot be annotated, a hyper service, tonic's routes). It
+//! runs the same function as `#[idempotent(key = header)]`.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -9,15 +9,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request};
+use http_body::Body;
+use http_body_util::{BodyExt as _, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{HttpOptions, Problem, RequestHead};
-use crate::{Concurrency, DEFAULT_MAX_BODY};
+use super::response::Buffered;
+use super::{BoxError, HttpOptions, LayerBody, Problem, ProblemKind, RequestHead};
+use crate::{Concurrency, DEFAULT_MAX_BODY, IdempotencyKey};
 use crate::{FingerprintStrategy, IdempotencyStore};
 
 type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
@@ -35,6 +37,13 @@ type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///     .route("/payments", post(|| async { "charged" }))
 ///     .route_layer(IdempotencyLayer::new(MemoryStore::new()).operation("payments"));
 /// ```
+///
+/// It wraps any tower service over `http` requests whose body type it may choose
+/// ([`LayerBody`]): axum's `Router` and `Route`, hyper services, and tonic's routes —
+/// `Server::builder().layer(IdempotencyLayer::new(store))` protects unary gRPC methods, the
+/// key read from the `idempotency-key` metadata, replies replayed with their trailers and
+/// refusals answered as gRPC statuses ([`ProblemKind::grpc_code`]); see the `grpc_payments`
+/// example.
 ///
 /// Only 2xx and 3xx responses are stored by default ([`Self::store_status`]): a 4xx under the
 /// layer may be an inner extractor's rejection (bad JSON, a missing field), made before the
@@ -131,6 +140,24 @@ impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
     #[must_use]
     pub fn store_status(self, stores: fn(http::StatusCode) -> bool) -> Self {
         self.with(|o| *o = o.clone().store_status(stores))
+    }
+
+    /// Stores the gRPC responses whose `grpc-status` `stores` accepts (of those whose HTTP
+    /// status [`Self::store_status`] accepts: gRPC answers 200); the others release the key.
+    /// Default: `OK` only — another status may be tonic's refusal of a request it could not
+    /// decode, made before the method ran. Keep a status the method returns after committing
+    /// something.
+    ///
+    /// ```
+    /// use idempotent_runtime::{MemoryStore, service::IdempotencyLayer};
+    ///
+    /// // Also keep FAILED_PRECONDITION (9): a decline the method recorded.
+    /// let layer = IdempotencyLayer::new(MemoryStore::new())
+    ///     .store_grpc_status(|code| code == 0 || code == 9);
+    /// ```
+    #[must_use]
+    pub fn store_grpc_status(self, stores: fn(i32) -> bool) -> Self {
+        self.with(|o| *o = o.clone().store_grpc_status(stores))
     }
 
     /// How long a response is replayed. Default 24 h.
@@ -230,8 +257,8 @@ impl<S, St: Clone> Layer<S> for IdempotencyLayer<St> {
 
 /// Whether reading a body failed because it was over the limit (not because the client broke
 /// off).
-fn is_length_limit(error: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+fn is_length_limit(error: &BoxError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {
             return true;
@@ -242,7 +269,10 @@ fn is_length_limit(error: &axum::Error) -> bool {
 }
 
 /// The service of [`IdempotencyLayer`]: wraps the inner service `S` (tower's convention), with
-/// its store `St`.
+/// its store `St`. It takes requests with any body, hands the inner service a
+/// [`LayerBody`] (the protected request's body read into memory, or the original streamed
+/// through) and returns the inner response's body, or the captured or replayed one, as a
+/// [`LayerBody`] with its trailers.
 ///
 /// ```
 /// use axum::{Router, routing::post};
@@ -268,82 +298,191 @@ impl<S, St: fmt::Debug> fmt::Debug for IdempotencyService<S, St> {
     }
 }
 
-impl<S, St> Service<Request<Body>> for IdempotencyService<S, St>
+impl<S, St, ReqB, ResB> Service<Request<ReqB>> for IdempotencyService<S, St>
 where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<LayerBody<ReqB>>, Response = http::Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
     St: IdempotencyStore + Clone + 'static,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError> + Send,
 {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Response = http::Response<LayerBody<ResB>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         // The ready service handles this request; a clone takes its place (tower's pattern).
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         if !matches!(
             *request.method(),
             Method::POST | Method::PUT | Method::PATCH | Method::DELETE
         ) {
-            return Box::pin(inner.call(request));
+            return Box::pin(pass(inner, request));
         }
         let layer = self.layer.clone();
         Box::pin(async move {
+            let grpc = super::grpc::is_grpc(request.headers());
             let (parts, body) = request.into_parts();
             let head = RequestHead::from_parts(&parts);
-            // The key and the scope first: a bad key is a 400 whatever the body.
-            let key = match head.key(&layer.options) {
-                Ok(Some(key)) => key,
-                Ok(None) => return inner.call(Request::from_parts(parts, body)).await,
-                Err(problem) => return Ok(super::reject(&layer.options, problem)),
+            // The key first: a bad key is a 400 whatever the body.
+            let answer = match head.key(&layer.options) {
+                Ok(Some(key)) => layer.protect(inner, parts, body, &head, key).await,
+                Ok(None) => return pass(inner, Request::from_parts(parts, body)).await,
+                Err(problem) => super::reject(&layer.options, problem),
             };
-            let scope = match layer.scope.as_ref().map(|scope| scope(&parts)) {
-                Some(None) if !layer.allow_unscoped => {
-                    return Ok(super::reject(&layer.options, Problem::missing_scope()));
-                }
-                Some(scope) => scope,
-                None => None,
-            };
-            let bytes = match axum::body::to_bytes(body, layer.max_request_body).await {
-                Ok(bytes) => bytes,
-                Err(e) if is_length_limit(&e) => {
-                    return Ok(Problem::body_too_large(layer.max_request_body).into_response());
-                }
-                // The client went away or sent a broken body: nothing ran, nothing to store.
-                Err(e) => return Ok(Problem::unreadable_body(&e).into_response()),
-            };
-            let fingerprint = head.fingerprint(layer.options.operation(), |b| {
-                match &layer.strategy {
-                    None => b.bytes(&bytes),
-                    Some(strategy) => b.bytes(
-                        &strategy
-                            .compute(layer.options.operation(), &bytes)
-                            .to_bytes(),
-                    ),
-                };
-                Ok(())
-            });
-            let request = Request::from_parts(parts, Body::from(bytes));
-            let handler = async move {
-                match inner.call(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                }
-            };
-            Ok(super::run(
-                layer.store,
-                layer.options,
-                scope,
-                Ok(Some(key)),
-                fingerprint,
-                handler,
-            )
-            .await)
+            Ok(if grpc { answer.for_grpc() } else { answer }.into_http())
         })
+    }
+}
+
+/// A request the layer does not protect: the inner service's answer, bodies untouched.
+async fn pass<S, ReqB, ResB>(
+    mut inner: S,
+    request: Request<ReqB>,
+) -> Result<http::Response<LayerBody<ResB>>, S::Error>
+where
+    S: Service<Request<LayerBody<ReqB>>, Response = http::Response<ResB>>,
+{
+    let response = inner.call(request.map(LayerBody::passed)).await?;
+    Ok(response.map(LayerBody::passed))
+}
+
+impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
+    /// The protocol for one request with `key`: its scope, its body read for the fingerprint,
+    /// the inner service run detached under a claim.
+    async fn protect<S, ReqB, ResB>(
+        self,
+        mut inner: S,
+        parts: Parts,
+        body: ReqB,
+        head: &RequestHead,
+        key: IdempotencyKey,
+    ) -> Buffered
+    where
+        S: Service<Request<LayerBody<ReqB>>, Response = http::Response<ResB>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + Send,
+        ReqB: Body<Data = Bytes> + Send + 'static,
+        ReqB::Error: Into<BoxError>,
+        ResB: Body<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError> + Send,
+    {
+        let scope = match self.scope.as_ref().map(|scope| scope(&parts)) {
+            Some(None) if !self.allow_unscoped => {
+                return super::reject(&self.options, Problem::missing_scope());
+            }
+            Some(scope) => scope,
+            None => None,
+        };
+        let (bytes, trailers) = match Limited::new(body, self.max_request_body).collect().await {
+            Ok(collected) => {
+                let trailers = collected.trailers().cloned();
+                (collected.to_bytes(), trailers)
+            }
+            Err(e) if is_length_limit(&e) => {
+                return Problem::body_too_large(self.max_request_body).into();
+            }
+            // The client went away or sent a broken body: nothing ran, nothing to store.
+            Err(e) => return Problem::unreadable_body(&e).into(),
+        };
+        let fingerprint = head.fingerprint(self.options.operation(), |b| {
+            match &self.strategy {
+                None => b.bytes(&bytes),
+                Some(strategy) => b.bytes(
+                    &strategy
+                        .compute(self.options.operation(), &bytes)
+                        .to_bytes(),
+                ),
+            };
+            Ok(())
+        });
+        let fingerprint = match fingerprint {
+            Ok(fingerprint) => fingerprint,
+            Err(e) => return super::reject(&self.options, Problem::from(e)),
+        };
+        let request = Request::from_parts(parts, LayerBody::buffered(bytes, trailers));
+        let stores = self.options.stores;
+        let handler = async move {
+            match inner.call(request).await {
+                Ok(response) => Buffered::capture(response, stores).await,
+                Err(e) => Problem::new(
+                    ProblemKind::Internal,
+                    format!("the service failed: {}", e.into()),
+                )
+                .into(),
+            }
+        };
+        super::run_with(self.store, self.options, scope, key, fingerprint, handler).await
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Ready;
+
+    use http_body_util::Full;
+
+    use super::*;
+    use crate::MemoryStore;
+
+    /// A service that is never ready (backpressure).
+    #[derive(Clone)]
+    struct NotReady;
+
+    impl Service<Request<LayerBody<Full<Bytes>>>> for NotReady {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Pending
+        }
+
+        fn call(&mut self, _: Request<LayerBody<Full<Bytes>>>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(Full::default())))
+        }
+    }
+
+    #[test]
+    fn readiness_is_the_inner_services() {
+        let mut service = IdempotencyLayer::new(MemoryStore::new()).layer(NotReady);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let ready = Service::<Request<Full<Bytes>>>::poll_ready(&mut service, &mut cx);
+        assert!(
+            ready.is_pending(),
+            "the inner service's backpressure reaches the caller"
+        );
+    }
+
+    #[test]
+    fn the_layer_and_its_service_describe_their_settings() {
+        let layer = IdempotencyLayer::new(MemoryStore::new())
+            .max_request_body(7)
+            .scope(|_| None)
+            .allow_unscoped();
+        let text = format!("{layer:?}");
+        for part in [
+            "IdempotencyLayer",
+            "max_request_body: 7",
+            "scoped: true",
+            "allow_unscoped: true",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        let service = layer.layer(NotReady);
+        let text = format!("{service:?}");
+        assert!(
+            text.starts_with("IdempotencyService") && text.contains("max_request_body: 7"),
+            "{text}"
+        );
     }
 }

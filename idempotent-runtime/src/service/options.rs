@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use http::StatusCode;
 
+use super::response::StorePolicy;
 use crate::protocol::Spec;
 
 /// The options of an HTTP execution: the protocol's [`Spec`], the operation, the key header and
@@ -15,7 +16,7 @@ pub struct HttpOptions {
     operation: Cow<'static, str>,
     pub(super) header: Cow<'static, str>,
     pub(super) optional: bool,
-    pub(super) stores: fn(StatusCode) -> bool,
+    pub(super) stores: StorePolicy,
 }
 
 /// What an attribute handler stores by default: everything but a 5xx.
@@ -25,6 +26,17 @@ fn not_server_error(status: StatusCode) -> bool {
 
 /// What `cache_errors` stores: everything.
 fn every_status(_: StatusCode) -> bool {
+    true
+}
+
+/// Which gRPC responses are stored by default: `OK` only (another status may come from a
+/// decoder or an interceptor that refused the request before the method ran).
+fn grpc_ok(code: i32) -> bool {
+    code == super::grpc::OK
+}
+
+/// What `cache_errors` stores of gRPC responses: every status.
+fn every_code(_: i32) -> bool {
     true
 }
 
@@ -39,7 +51,10 @@ impl HttpOptions {
             operation: Cow::Borrowed(operation),
             header: Cow::Borrowed(header),
             optional: false,
-            stores: not_server_error,
+            stores: StorePolicy {
+                http: not_server_error,
+                grpc: grpc_ok,
+            },
         }
     }
 
@@ -60,14 +75,25 @@ impl HttpOptions {
     /// Stores 5xx responses too.
     #[must_use]
     pub const fn cache_errors(mut self) -> Self {
-        self.stores = every_status;
+        self.stores = StorePolicy {
+            http: every_status,
+            grpc: every_code,
+        };
         self
     }
 
     /// Stores the responses whose status `stores` accepts; the others release the key.
     #[must_use]
     pub const fn store_status(mut self, stores: fn(StatusCode) -> bool) -> Self {
-        self.stores = stores;
+        self.stores.http = stores;
+        self
+    }
+
+    /// Stores the gRPC responses whose `grpc-status` `stores` accepts; the others release
+    /// the key.
+    #[must_use]
+    pub const fn store_grpc_status(mut self, stores: fn(i32) -> bool) -> Self {
+        self.stores.grpc = stores;
         self
     }
 

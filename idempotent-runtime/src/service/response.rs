@@ -1,11 +1,13 @@
-//! Capturing a handler's whole response for storage, and replaying it byte-identical.
+//! Capturing a handler's whole response (trailers included) for storage, and replaying it
+//! byte-identical.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt as _;
 
-use super::Problem;
+use super::{LayerBody, Problem, grpc};
 use crate::protocol::codec::{Disposition, ResultCodec};
 use crate::{CachedResponse, Error};
 
@@ -35,14 +37,21 @@ const NOT_STORED: [&str; 11] = [
     "set-cookie",
 ];
 
+/// The prefix of a stored metadata name that holds a trailer, not a header: `:` is not a
+/// token character, so no header name has it (RFC 9110 §5.1).
+const TRAILER_PREFIX: &str = "trailer:";
+
 /// A response whose body is in memory: what the protocol stores, replays and returns.
 #[derive(Debug)]
 pub(crate) struct Buffered {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    trailers: Option<HeaderMap>,
     /// What the protocol does with it: store it, release the key, or record that it ran.
     keep: Keep,
+    /// The rejection it answers, if it is one (for a gRPC request, answered as a status).
+    problem: Option<Problem>,
 }
 
 /// What becomes of a captured response.
@@ -56,21 +65,46 @@ enum Keep {
     Broken,
 }
 
+/// Which captured responses are stored: by HTTP status, and for a gRPC response also by its
+/// `grpc-status`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StorePolicy {
+    pub(crate) http: fn(StatusCode) -> bool,
+    pub(crate) grpc: fn(i32) -> bool,
+}
+
+impl StorePolicy {
+    fn keeps(self, status: StatusCode, headers: &HeaderMap, trailers: Option<&HeaderMap>) -> bool {
+        (self.http)(status)
+            && (!grpc::is_grpc(headers) || (self.grpc)(grpc::status(headers, trailers)))
+    }
+}
+
 impl Buffered {
-    /// Reads `response`'s whole body into memory; `stores` says which statuses are kept.
-    pub(crate) async fn capture(response: Response, stores: fn(StatusCode) -> bool) -> Self {
+    /// Reads `response`'s whole body and trailers into memory; `policy` says whether it is
+    /// kept.
+    pub(crate) async fn capture<B>(response: http::Response<B>, policy: StorePolicy) -> Self
+    where
+        B: http_body::Body,
+    {
         let (parts, body) = response.into_parts();
-        match axum::body::to_bytes(body, usize::MAX).await {
-            Ok(body) => Self {
-                keep: if stores(parts.status) {
+        match body.collect().await {
+            Ok(collected) => {
+                let trailers = collected.trailers().cloned();
+                let keep = if policy.keeps(parts.status, &parts.headers, trailers.as_ref()) {
                     Keep::Store
                 } else {
                     Keep::Release
-                },
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            },
+                };
+                Self {
+                    keep,
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: collected.to_bytes(),
+                    trailers,
+                    problem: None,
+                }
+            }
             // The handler's body failed mid-stream after the handler ran: its side effect may
             // have happened, so the key is never released.
             Err(_) => Self {
@@ -80,8 +114,37 @@ impl Buffered {
         }
     }
 
-    /// The response to send.
-    pub(crate) fn into_response(self) -> Response {
+    /// For a gRPC request: a rejection becomes the trailers-only gRPC status that answers it
+    /// (a rejection has no trailers of its own).
+    pub(crate) fn for_grpc(self) -> Self {
+        match &self.problem {
+            Some(problem) => Self {
+                status: StatusCode::OK,
+                headers: grpc::rejection(problem),
+                body: Bytes::new(),
+                ..self
+            },
+            None => self,
+        }
+    }
+
+    /// The response to send, with any body type `B` passed through elsewhere.
+    pub(crate) fn into_http<B>(self) -> http::Response<LayerBody<B>> {
+        let mut response = http::Response::new(LayerBody::buffered(self.body, self.trailers));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        if let Some(problem) = self.problem {
+            response.extensions_mut().insert(problem);
+        }
+        response
+    }
+}
+
+impl IntoResponse for Buffered {
+    fn into_response(self) -> Response {
+        if self.trailers.is_some() {
+            return self.into_http::<Body>().map(Body::new);
+        }
         let mut response = Response::new(Body::from(self.body));
         *response.status_mut() = self.status;
         *response.headers_mut() = self.headers;
@@ -96,7 +159,9 @@ impl From<Problem> for Buffered {
             status: parts.status,
             headers: parts.headers,
             body: Bytes::from(problem.body()),
+            trailers: None,
             keep: Keep::Release,
+            problem: Some(problem),
         }
     }
 }
@@ -123,6 +188,12 @@ fn encode(response: &Buffered, max_body: usize) -> Disposition {
             cached = cached.with_header(name.as_str(), Bytes::copy_from_slice(value.as_bytes()));
         }
     }
+    for (name, value) in response.trailers.iter().flatten() {
+        if !NOT_STORED.contains(&name.as_str()) {
+            let name = format!("{TRAILER_PREFIX}{name}");
+            cached = cached.with_header(name, Bytes::copy_from_slice(value.as_bytes()));
+        }
+    }
     Disposition::Complete(cached)
 }
 
@@ -131,19 +202,26 @@ fn decode(cached: &CachedResponse) -> Result<Buffered, Error> {
     let status = StatusCode::from_u16(cached.status())
         .map_err(|_| corrupt(format!("invalid status {}", cached.status())))?;
     let mut headers = HeaderMap::with_capacity(cached.headers().len() + 1);
+    let mut trailers: Option<HeaderMap> = None;
     for (name, value) in cached.headers() {
-        let name = HeaderName::from_bytes(name.as_bytes())
+        let (map, field) = match name.strip_prefix(TRAILER_PREFIX) {
+            Some(trailer) => (trailers.get_or_insert_default(), trailer),
+            None => (&mut headers, name.as_str()),
+        };
+        let field = HeaderName::from_bytes(field.as_bytes())
             .map_err(|_| corrupt(format!("invalid header name {name:?}")))?;
         let value = HeaderValue::from_maybe_shared(value.clone())
             .map_err(|_| corrupt(format!("invalid value of header {name}")))?;
-        headers.append(name, value);
+        map.append(field, value);
     }
     headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     Ok(Buffered {
         status,
         headers,
         body: cached.body().clone(),
+        trailers,
         keep: Keep::Store,
+        problem: None,
     })
 }
 
@@ -189,6 +267,8 @@ mod tests {
             status,
             headers: map,
             body: Bytes::from(body.to_owned()),
+            trailers: None,
+            problem: None,
         }
     }
 
@@ -231,6 +311,56 @@ mod tests {
     }
 
     #[test]
+    fn trailers_are_stored_apart_from_headers_and_replayed_as_trailers() {
+        let mut response = buffered(200, &[("content-type", "application/grpc")], "frame");
+        let mut trailers = HeaderMap::new();
+        trailers.append("grpc-status", HeaderValue::from_static("0"));
+        trailers.append("x-t", HeaderValue::from_static("1"));
+        trailers.append("x-t", HeaderValue::from_static("2"));
+        response.trailers = Some(trailers.clone());
+        let Disposition::Complete(cached) =
+            <Http as ResultCodec<Buffered>>::encode(&response, 1024)
+        else {
+            panic!("not stored");
+        };
+        let names: Vec<&str> = cached.headers().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "trailer:grpc-status",
+                "trailer:x-t",
+                "trailer:x-t"
+            ]
+        );
+        let replayed = decode(&cached).expect("decodes");
+        assert_eq!(replayed.trailers, Some(trailers));
+        assert!(!replayed.headers.contains_key("grpc-status"));
+        let bad = CachedResponse::new(200, "").with_header("trailer:bad name", "v");
+        assert!(matches!(decode(&bad), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_rejection_to_a_grpc_request_is_a_trailers_only_status() {
+        let problem = Problem::from(Error::FingerprintMismatch);
+        let grpc = Buffered::from(problem.clone()).for_grpc();
+        assert_eq!(grpc.status, StatusCode::OK, "gRPC answers 200");
+        assert_eq!(grpc.headers["content-type"], "application/grpc");
+        assert_eq!(grpc.headers["grpc-status"], "9");
+        assert!(grpc.body.is_empty() && grpc.trailers.is_none());
+        assert_eq!(grpc.problem, Some(problem));
+        let answer = buffered(201, &[("x", "1")], "kept").for_grpc();
+        assert_eq!(
+            (answer.status, answer.body.as_ref()),
+            (StatusCode::CREATED, &b"kept"[..])
+        );
+        assert_eq!(
+            answer.headers["x"], "1",
+            "an answer is not a rejection: unchanged"
+        );
+    }
+
+    #[test]
     fn status_policy() {
         let ok = |s| {
             matches!(
@@ -251,6 +381,13 @@ mod tests {
             <Http as ResultCodec<Buffered>>::encode(&buffered(200, &[], "too long"), 3),
             Disposition::NotReplayable
         ));
+        assert!(
+            matches!(
+                <Http as ResultCodec<Buffered>>::encode(&buffered(200, &[], "abc"), 3),
+                Disposition::Complete(_)
+            ),
+            "a body of exactly `max_body` bytes is kept"
+        );
     }
 
     #[test]

@@ -216,7 +216,8 @@ impl MemoryStore {
             self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
             let counter = shard.counter + 1;
             let token = FencingToken::new(counter, entry.claim_nonce());
-            let fresh = Record {
+            // Built only once the key is known to be free: a replay builds nothing.
+            let fresh = || Record {
                 fingerprint: entry.fingerprint(),
                 token,
                 expires_at: now.saturating_add(lease),
@@ -235,7 +236,7 @@ impl MemoryStore {
                 }
                 // A dead record (lapsed lease or expired TTL): take its place.
                 let freed = record.payload_bytes(key) - key.as_str().len();
-                **record = fresh;
+                **record = fresh();
                 self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
             } else {
                 match self.inner.reserve(1, key.as_str().len()) {
@@ -252,7 +253,7 @@ impl MemoryStore {
                         continue;
                     }
                 }
-                shard.records.insert(key.clone(), Box::new(fresh));
+                shard.records.insert(key.clone(), Box::new(fresh()));
             }
             shard.counter = counter;
             shard.earliest_expiry = shard.earliest_expiry.min(now.saturating_add(lease));

@@ -52,6 +52,7 @@
 //! # }
 //! ```
 
+mod cache;
 mod connect;
 mod format;
 
@@ -69,8 +70,8 @@ use sha2::{Digest, Sha256};
 use crate::hex::push_hex;
 use crate::store::{ReplyLost, lifetimes};
 use crate::{
-    Completed, Error, ExistingEntry, FencingToken, IdempotencyEntry, IdempotencyKey,
-    IdempotencyStore, InsertResult, Processing,
+    Completed, CompletedRecord, Error, ExistingEntry, FencingToken, IdempotencyEntry,
+    IdempotencyKey, IdempotencyStore, InsertResult, Processing,
 };
 use format::{State, decode_record, encode_record};
 
@@ -136,6 +137,8 @@ pub struct ValkeyStore {
     /// The connection is the application's, whose own response timeout may be none: each call
     /// is bounded here. (Our own connections apply the timeout themselves, with no extra timer.)
     bound_calls: bool,
+    /// Completed records kept in process memory (opt-in).
+    cache: Option<Arc<cache::LocalCache>>,
 }
 
 #[derive(Clone)]
@@ -158,6 +161,7 @@ impl std::fmt::Debug for ValkeyStore {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("applications_connection", &self.bound_calls)
+            .field("local_cache", &self.cache.is_some())
             .finish()
     }
 }
@@ -334,6 +338,10 @@ impl IdempotencyStore for ValkeyStore {
         entry: IdempotencyEntry<Processing>,
     ) -> Result<InsertResult, Error> {
         let (_, lease) = lifetimes::claim(&entry)?;
+        let record_key = self.record_key(key);
+        if let Some(done) = self.cache.as_ref().and_then(|c| c.get(&record_key)) {
+            return Ok(InsertResult::Exists(ExistingEntry::Completed(done)));
+        }
         let nonce = entry.claim_nonce();
         // The counter is filled in by the script (server time).
         let value = encode_record(
@@ -341,10 +349,13 @@ impl IdempotencyStore for ValkeyStore {
             FencingToken::new(0, nonce),
             State::Processing,
         )?;
-        let record_key = self.record_key(key);
+        let sent_at = tokio::time::Instant::now();
         let reply = self
             .invoke(&CLAIM, &record_key, |c| {
                 c.arg(value.as_slice()).arg(lease);
+                if self.cache.is_some() {
+                    c.arg(1);
+                }
             })
             .await?;
         let items = match reply {
@@ -366,7 +377,17 @@ impl IdempotencyStore for ValkeyStore {
                 })
             }
             Some(Value::BulkString(tag)) if tag == b"exists" => {
-                Ok(InsertResult::Exists(record(items.get(1))?))
+                let existing = record(items.get(1))?;
+                if let (Some(cache), ExistingEntry::Completed(done), Some(Value::Int(pttl))) =
+                    (&self.cache, &existing, items.get(2))
+                {
+                    // PTTL: -1 (no expiry) and -2 (gone) are never cached.
+                    if let Ok(ms @ 1..) = u64::try_from(*pttl) {
+                        let remaining = Duration::from_millis(ms);
+                        cache.put(record_key, done.clone(), sent_at, remaining);
+                    }
+                }
+                Ok(InsertResult::Exists(existing))
             }
             _ => Err(Error::Corrupt(format!("unexpected claim reply {items:?}"))),
         }
@@ -385,12 +406,18 @@ impl IdempotencyStore for ValkeyStore {
         };
         let value = encode_record(entry.fingerprint(), token, state)?;
         let record_key = self.record_key(key);
+        let sent_at = tokio::time::Instant::now();
         let reply = self
             .invoke(&COMPLETE, &record_key, |c| {
                 c.arg(ttl).arg(value.as_slice());
             })
             .await?;
-        status(&reply)
+        status(&reply)?;
+        if let Some(cache) = &self.cache {
+            let done = CompletedRecord::new(entry.fingerprint(), entry.response().cloned());
+            cache.put(record_key, done, sent_at, Duration::from_millis(ttl));
+        }
+        Ok(())
     }
 
     async fn release(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {

@@ -6,6 +6,9 @@ use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 
+use std::sync::Arc;
+
+use super::cache::LocalCache;
 use super::{Connection, DEFAULT_PREFIX, DEFAULT_TIMEOUT, ValkeyStore, from_redis, unavailable};
 use crate::Error;
 
@@ -37,6 +40,8 @@ pub struct ValkeyStoreBuilder {
     response_timeout: Duration,
     allow_eviction: bool,
     root_certificate: Option<Vec<u8>>,
+    /// Bounds of the local cache of completed records (entries, bytes), when enabled.
+    local_cache: Option<(usize, usize)>,
     /// The application's own client or connection, instead of `nodes`.
     supplied: Option<Supplied>,
 }
@@ -56,6 +61,7 @@ impl std::fmt::Debug for ValkeyStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("allow_eviction", &self.allow_eviction)
+            .field("local_cache", &self.local_cache)
             .field("supplied", &self.supplied.is_some())
             .finish_non_exhaustive()
     }
@@ -71,6 +77,7 @@ impl ValkeyStoreBuilder {
             response_timeout: DEFAULT_TIMEOUT,
             allow_eviction: false,
             root_certificate: None,
+            local_cache: None,
             supplied: None,
         }
     }
@@ -176,6 +183,35 @@ impl ValkeyStoreBuilder {
         self
     }
 
+    /// Answers replays of completed records from process memory, up to `max_entries` records
+    /// and `max_bytes` of them (keys and responses): a completed record cannot change until it
+    /// expires, so a replay need not ask the server. Each is kept no longer than its remaining
+    /// TTL as the server reported it when it was read (or as this process stored it), and is
+    /// added when this process completes a key or first replays one. Off by default.
+    ///
+    /// The cache cannot see what happens to a record on the server after it was read: an
+    /// operator's `DEL` of a completed record (to let a customer's key run again) is not seen
+    /// by processes that cached it until its TTL would have ended. Claims, conflicts and
+    /// in-flight records always go to the server.
+    ///
+    /// ```no_run
+    /// use idempotent_runtime::ValkeyStore;
+    ///
+    /// # async fn start() -> Result<(), idempotent_runtime::Error> {
+    /// let store = ValkeyStore::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .local_cache(100_000, 256 << 20)
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn local_cache(mut self, max_entries: usize, max_bytes: usize) -> Self {
+        self.local_cache = Some((max_entries, max_bytes));
+        self
+    }
+
     /// Connects even when the server's `maxmemory-policy` may evict keys, or cannot be read
     /// (`CONFIG` disabled). Eviction can delete a live claim or result and let a retry run the
     /// side effect twice: opt in only if the server never reaches `maxmemory`.
@@ -209,6 +245,9 @@ impl ValkeyStoreBuilder {
                 prefix: self.prefix.clone().into(),
                 timeout: self.response_timeout,
                 bound_calls: supplied,
+                cache: self
+                    .local_cache
+                    .map(|(entries, bytes)| Arc::new(LocalCache::new(entries, bytes))),
             };
             if !self.allow_eviction {
                 store.check_eviction_policy().await?;

@@ -1,0 +1,144 @@
+//! [`LayerBody`]: the body [`IdempotencyLayer`](super::IdempotencyLayer) hands on — one it
+//! buffered (data, then trailers) or one it passes through untouched.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+/// A boxed error, as tower and hyper pass them around.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// The body of a request the layer passes to the inner service, and of a response it
+    /// returns: either in memory (a protected request's body, read for the fingerprint; a
+    /// captured or replayed response, with its trailers) or the original body `B`, streamed
+    /// through untouched (a `GET`, a request without a key under `optional_key`).
+    ///
+    /// Any service generic over its request body takes it (an axum `Router`, tonic's routes,
+    /// a hyper service); axum responds with it directly (`Response<LayerBody<B>>` is
+    /// `IntoResponse`).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::BodyExt;
+    /// use idempotent_runtime::service::LayerBody;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let body = LayerBody::<http_body_util::Empty<Bytes>>::buffered(Bytes::from("paid"), None);
+    /// let collected = body.collect().await.expect("in memory");
+    /// assert_eq!(collected.to_bytes(), "paid");
+    /// # }
+    /// ```
+    #[derive(Debug)]
+    pub struct LayerBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProjection]
+    #[derive(Debug)]
+    enum Kind<B> {
+        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        Passed { #[pin] body: B },
+    }
+}
+
+impl<B> LayerBody<B> {
+    /// A body in memory: `data` (none when empty), then `trailers` if any.
+    #[must_use]
+    pub fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        let data = Some(data).filter(|d| !d.is_empty());
+        Self {
+            kind: Kind::Buffered { data, trailers },
+        }
+    }
+
+    /// `body`, streamed through untouched.
+    #[must_use]
+    pub fn passed(body: B) -> Self {
+        Self {
+            kind: Kind::Passed { body },
+        }
+    }
+}
+
+impl<B> Body for LayerBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProjection::Buffered { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
+            KindProjection::Passed { body } => body.poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            Kind::Passed { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Buffered { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Passed { body } => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty, Full};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_buffered_body_yields_its_data_then_its_trailers() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().expect("value"));
+        let body = LayerBody::<Empty<Bytes>>::buffered(Bytes::from("abc"), Some(trailers));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let collected = body.collect().await.expect("in memory");
+        assert_eq!(
+            collected.trailers().map(|t| &t["grpc-status"]),
+            Some(&"0".parse().expect("value"))
+        );
+        assert_eq!(collected.to_bytes(), "abc");
+        let empty = LayerBody::<Empty<Bytes>>::buffered(Bytes::new(), None);
+        assert!(
+            empty.is_end_stream(),
+            "no data and no trailers: nothing to send"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_passed_body_streams_the_original() {
+        let body = LayerBody::passed(Full::new(Bytes::from("through")));
+        assert_eq!(body.size_hint().exact(), Some(7));
+        assert_eq!(body.collect().await.expect("full").to_bytes(), "through");
+    }
+}

@@ -1,0 +1,209 @@
+//! The opt-in local cache of completed records ([`ValkeyStoreBuilder::local_cache`]): a
+//! completed record cannot change until it expires, so a replay may be answered from process
+//! memory — bounded in entries and bytes, and never past the record's remaining TTL as the
+//! server reported it.
+//!
+//! [`ValkeyStoreBuilder::local_cache`]: super::ValkeyStoreBuilder::local_cache
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use foldhash::fast::FixedState;
+
+use tokio::time::Instant;
+
+use crate::CompletedRecord;
+use crate::sync::Mutex;
+
+/// At most this many shards, each with its own lock and its share of the bounds, so replays
+/// on different keys do not wait for each other; one per 1024 entries allowed (a small cache
+/// is one shard, so its bounds are exact).
+const MAX_SHARDS: usize = 16;
+const ENTRIES_PER_SHARD: usize = 1024;
+
+/// Completed records by record key, each until its server-side expiry.
+#[derive(Debug)]
+pub(crate) struct LocalCache {
+    max_entries: usize,
+    max_bytes: usize,
+    hasher: FixedState,
+    shards: Box<[Mutex<Entries>]>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<String, Cached, FixedState>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct Cached {
+    record: CompletedRecord,
+    expires: Instant,
+    size: usize,
+}
+
+/// What an entry counts against the byte bound: its key, its response, and a fixed share for
+/// the map's own bookkeeping.
+fn size_of(record_key: &str, record: &CompletedRecord) -> usize {
+    const OVERHEAD: usize = 96;
+    record_key.len() + record.response().map_or(0, crate::CachedResponse::size) + OVERHEAD
+}
+
+impl LocalCache {
+    /// A cache of at most `max_entries` records and `max_bytes` bytes in all (each shard
+    /// holds its share, rounded down).
+    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
+        let shards = (max_entries / ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS);
+        Self {
+            max_entries: max_entries / shards,
+            max_bytes: max_bytes / shards,
+            hasher: FixedState::default(),
+            shards: (0..shards)
+                .map(|_| Mutex::new(Entries::default()))
+                .collect(),
+        }
+    }
+
+    fn shard(&self, record_key: &str) -> &Mutex<Entries> {
+        // The modulo keeps the index below the shard count: the truncation is the point.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = (self.hasher.hash_one(record_key) % self.shards.len() as u64) as usize;
+        &self.shards[index]
+    }
+
+    /// The completed record under `record_key`, if cached and not expired.
+    pub(crate) fn get(&self, record_key: &str) -> Option<CompletedRecord> {
+        let mut entries = self.shard(record_key).lock();
+        let cached = entries.map.get(record_key)?;
+        if Instant::now() < cached.expires {
+            return Some(cached.record.clone());
+        }
+        entries.remove(record_key);
+        None
+    }
+
+    /// Keeps `record` until `read_at + remaining`: `read_at` is taken before the call that
+    /// read `remaining` was sent, so the server's own expiry is never earlier. Entries are
+    /// evicted to stay within the bounds; a record larger than the byte bound is not kept.
+    pub(crate) fn put(
+        &self,
+        record_key: String,
+        record: CompletedRecord,
+        read_at: Instant,
+        remaining: Duration,
+    ) {
+        let size = size_of(&record_key, &record);
+        if size > self.max_bytes || self.max_entries == 0 {
+            return;
+        }
+        let Some(expires) = read_at.checked_add(remaining) else {
+            return;
+        };
+        let mut entries = self.shard(&record_key).lock();
+        entries.remove(&record_key);
+        while entries.map.len() >= self.max_entries || entries.bytes + size > self.max_bytes {
+            // Any entry will do: they are all correct until they expire.
+            let Some(victim) = entries.map.keys().next().cloned() else {
+                break;
+            };
+            entries.remove(&victim);
+        }
+        entries.bytes += size;
+        entries.map.insert(
+            record_key,
+            Cached {
+                record,
+                expires,
+                size,
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map.len()).sum()
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().bytes).sum()
+    }
+}
+
+impl Entries {
+    fn remove(&mut self, record_key: &str) {
+        if let Some(gone) = self.map.remove(record_key) {
+            self.bytes -= gone.size;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CachedResponse, Fingerprint};
+
+    fn record(body: &'static str) -> CompletedRecord {
+        CompletedRecord::new(Fingerprint::from_u128(1), Some(CachedResponse::from(body)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_is_served_until_its_remaining_ttl_ends() {
+        let cache = LocalCache::new(10, 1 << 20);
+        cache.put(
+            "k".into(),
+            record("a"),
+            Instant::now(),
+            Duration::from_secs(2),
+        );
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert_eq!(cache.get("k"), Some(record("a")));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(cache.get("k"), None, "expired with the server's record");
+        assert_eq!(cache.len(), 0, "and dropped");
+    }
+
+    fn fill(cache: &LocalCache, n: usize) {
+        for k in 0..n {
+            let key = format!("key-{k:03}");
+            cache.put(key, record("x"), Instant::now(), Duration::from_secs(60));
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_and_bytes_are_bounded() {
+        let entry = size_of("key-000", &record("x"));
+        let cache = LocalCache::new(2, 1 << 20);
+        fill(&cache, 3);
+        assert_eq!(cache.len(), 2, "a small cache's bound is exact");
+        let small = LocalCache::new(100, 2 * entry);
+        fill(&small, 3);
+        assert_eq!((small.len(), small.bytes()), (2, 2 * entry));
+        let tiny = LocalCache::new(100, 10);
+        tiny.put(
+            "a".into(),
+            record("x"),
+            Instant::now(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(tiny.len(), 0, "a record over the byte bound is not kept");
+        let none = LocalCache::new(0, 1 << 20);
+        fill(&none, 10);
+        assert_eq!(none.len(), 0, "no entries allowed, none kept");
+        let sharded = LocalCache::new(4 * ENTRIES_PER_SHARD, 1 << 30);
+        assert_eq!(sharded.shards.len(), 4);
+        fill(&sharded, 5 * ENTRIES_PER_SHARD);
+        assert!(
+            sharded.len() <= 4 * ENTRIES_PER_SHARD,
+            "{} entries",
+            sharded.len()
+        );
+        assert!(
+            sharded.len() > 3 * ENTRIES_PER_SHARD,
+            "{} entries",
+            sharded.len()
+        );
+    }
+}
