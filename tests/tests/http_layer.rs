@@ -197,3 +197,40 @@ async fn the_layer_protects_a_plain_hyper_service() {
     );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn the_layers_operation_and_header_are_its_own() {
+    let store = MemoryStore::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let route = |runs: Arc<AtomicUsize>| {
+        post(move || {
+            let runs = runs.clone();
+            async move { format!("run #{}", runs.fetch_add(1, Ordering::SeqCst) + 1) }
+        })
+    };
+    let router = Router::new()
+        .route("/a", route(runs.clone()))
+        .route_layer(IdempotencyLayer::new(store.clone()).operation("orders.a"))
+        .merge(
+            Router::new().route("/b", route(runs.clone())).route_layer(
+                IdempotencyLayer::new(store.clone())
+                    .operation("orders.b")
+                    .header("x-request-key"),
+            ),
+        );
+    let base = serve(router).await;
+    let a = post_key(&format!("{base}/a"), "same", "").await;
+    assert_eq!(a.text().await.expect("body"), "run #1");
+    // Another operation on the same store: the same key is another key, not a reuse.
+    let b = client()
+        .post(format!("{base}/b"))
+        .header("x-request-key", "same")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(b.status(), 200, "read from the layer's own header");
+    assert_eq!(b.text().await.expect("body"), "run #2");
+    let without = post_key(&format!("{base}/b"), "same", "").await;
+    let (status, _, body) = problem(without).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("missing_key")));
+}

@@ -202,6 +202,15 @@ mod tests {
             .decode(headers["grpc-status-details-bin"].as_bytes())
             .expect("base64");
         assert_eq!(details, status_details(&problem));
+        assert_eq!(
+            details[..2],
+            [0x08, 10],
+            "Status.code = 10 (ABORTED), field 1 varint"
+        );
+        assert!(
+            details.ends_with(&[0x0a, 0x02, 0x08, 0x01]),
+            "RetryInfo.retry_delay = Duration {{ seconds: 1 }}, last: {details:02x?}"
+        );
         let text = String::from_utf8_lossy(&details);
         for part in [
             "google.rpc.ErrorInfo",

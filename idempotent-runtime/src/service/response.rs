@@ -242,6 +242,7 @@ impl ResultCodec<Buffered> for Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::HttpOptions;
 
     fn buffered(status: u16, headers: &[(&'static str, &str)], body: &str) -> Buffered {
         kept(status, headers, body, |s| !s.is_server_error())
@@ -357,6 +358,39 @@ mod tests {
         assert_eq!(
             answer.headers["x"], "1",
             "an answer is not a rejection: unchanged"
+        );
+    }
+
+    #[test]
+    fn a_grpc_response_is_kept_by_its_grpc_status_as_well() {
+        let policy = HttpOptions::new("op", "idempotency-key").stores;
+        let grpc = |status: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+            let trailers = status.map(|s| {
+                let mut t = HeaderMap::new();
+                t.insert("grpc-status", HeaderValue::from_static(s));
+                t
+            });
+            policy.keeps(StatusCode::OK, &headers, trailers.as_ref())
+        };
+        assert!(grpc(Some("0")), "OK is kept");
+        assert!(!grpc(Some("13")), "another status frees the key");
+        assert!(!grpc(None), "no status counts as UNKNOWN");
+        let json = HeaderMap::new();
+        assert!(
+            policy.keeps(StatusCode::OK, &json, None),
+            "not gRPC: by HTTP status only"
+        );
+        assert!(!policy.keeps(StatusCode::BAD_GATEWAY, &json, None));
+        let every = HttpOptions::new("op", "idempotency-key")
+            .cache_errors()
+            .stores;
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+        assert!(
+            every.keeps(StatusCode::OK, &headers, None),
+            "cache_errors keeps every status"
         );
     }
 
