@@ -79,11 +79,11 @@ pub(crate) fn rejection(problem: &Problem) -> HeaderMap {
         HeaderValue::from_static("application/grpc"),
     );
     headers.insert("grpc-status", HeaderValue::from(kind.grpc_code()));
-    let message = percent_encode(&problem.to_string());
-    if let Ok(message) = HeaderValue::from_str(&message) {
-        headers.insert("grpc-message", message);
+    let message = problem.to_string();
+    if let Ok(encoded) = HeaderValue::from_str(&percent_encode(&message)) {
+        headers.insert("grpc-message", encoded);
     }
-    let details = STANDARD_NO_PAD.encode(status_details(problem));
+    let details = STANDARD_NO_PAD.encode(status_details(kind, &message));
     if let Ok(details) = HeaderValue::from_str(&details) {
         headers.insert("grpc-status-details-bin", details);
     }
@@ -110,10 +110,9 @@ fn percent_encode(message: &str) -> String {
     out
 }
 
-/// A `google.rpc.Status` with an `ErrorInfo` (reason: the kind's code in capitals, domain
+/// A `google.rpc.Status` with `message`, an `ErrorInfo` (reason: the kind's code in capitals, domain
 /// `idempotent`) and, where the kind has a `Retry-After`, a `RetryInfo`; protobuf-encoded.
-fn status_details(problem: &Problem) -> Vec<u8> {
-    let kind = problem.kind();
+fn status_details(kind: ProblemKind, message: &str) -> Vec<u8> {
     let mut error_info = Vec::new();
     field_bytes(
         &mut error_info,
@@ -123,7 +122,7 @@ fn status_details(problem: &Problem) -> Vec<u8> {
     field_bytes(&mut error_info, 2, DOMAIN.as_bytes());
     let mut status = Vec::new();
     field_varint(&mut status, 1, u64::from(kind.grpc_code().unsigned_abs()));
-    field_bytes(&mut status, 2, problem.to_string().as_bytes());
+    field_bytes(&mut status, 2, message.as_bytes());
     field_bytes(
         &mut status,
         3,
@@ -201,7 +200,10 @@ mod tests {
         let details = STANDARD_NO_PAD
             .decode(headers["grpc-status-details-bin"].as_bytes())
             .expect("base64");
-        assert_eq!(details, status_details(&problem));
+        assert_eq!(
+            details,
+            status_details(problem.kind(), &problem.to_string())
+        );
         assert_eq!(
             details[..2],
             [0x08, 10],
