@@ -16,6 +16,7 @@ use idempotent_benches::{
     BODY, Targets, body, check, compare, compare_with_peer, fingerprint, keys, peer_workload,
     replay, timed,
 };
+use idempotent_runtime::store::valkey::DEFAULT_CONNECTIONS;
 use idempotent_runtime::{
     CachedResponse, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, ValkeyStore,
 };
@@ -28,7 +29,7 @@ use tokio::runtime::Runtime;
 const TTL: Duration = Duration::from_mins(10);
 const OPS: usize = 20_000;
 const TASKS: usize = 64;
-const REPS: usize = 3;
+const REPS: usize = 5;
 
 const CEILING: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
@@ -124,11 +125,10 @@ async fn bare_scripts(connection: &mut MultiplexedConnection, i: usize, key: &Id
     static CLAIM: LazyLock<Script> = script!("../../idempotent-runtime/src/store/valkey/claim.lua");
     static COMPLETE: LazyLock<Script> =
         script!("../../idempotent-runtime/src/store/valkey/complete.lua");
-    // Format v2: version, state, fingerprint (16), nonce (16), counter (8, set by the claim).
+    // Format v2: version, state, fingerprint (16), nonce (16); the claim appends the counter.
     let mut record = vec![2u8, b'p'];
     record.extend_from_slice(&fingerprint(i).to_bytes());
     record.extend_from_slice(&(i as u128 + 1).to_be_bytes());
-    record.extend_from_slice(&[0u8; 8]);
     let k = format!("bare:{{{key}}}");
     let claimed: redis::RedisResult<redis::Value> = CLAIM
         .key(&k)
@@ -136,17 +136,11 @@ async fn bare_scripts(connection: &mut MultiplexedConnection, i: usize, key: &Id
         .arg(30_000)
         .invoke_async(connection)
         .await;
-    let counter = match &claimed {
-        Ok(redis::Value::Array(reply)) if reply.len() == 2 && status_is(&reply[0], "claimed") => {
-            match &reply[1] {
-                redis::Value::BulkString(counter) if counter.len() == 8 => counter.clone(),
-                _ => return check(false),
-            }
-        }
-        _ => return check(false),
+    let Ok(redis::Value::Int(counter)) = claimed else {
+        return check(false);
     };
+    record.extend_from_slice(&counter.to_be_bytes());
     record[1] = b'c';
-    record[34..42].copy_from_slice(&counter);
     record.extend_from_slice(&body(BODY + 10, i));
     let completed: redis::RedisResult<redis::Value> = COMPLETE
         .key(&k)
@@ -207,14 +201,20 @@ struct Stores {
     ours: ValkeyStore,
     /// Ours with the local cache of completed records.
     cached: ValkeyStore,
+    /// Ours on one connection, as the peer and the ceiling are.
+    single: ValkeyStore,
     peer: Arc<PeerStore>,
     connection: MultiplexedConnection,
 }
 
 impl Stores {
     fn ours_claim_complete(&self, rt: &Runtime) -> (usize, Duration) {
+        Self::claim_complete_on(rt, &self.ours)
+    }
+
+    fn claim_complete_on(rt: &Runtime, store: &ValkeyStore) -> (usize, Duration) {
         let pool = Arc::new(keys(OPS));
-        let store = self.ours.clone();
+        let store = store.clone();
         run(rt, OPS, move |i| {
             let (store, pool) = (store.clone(), pool.clone());
             async move { claim_complete(&store, i, &pool[i]).await }
@@ -270,6 +270,17 @@ fn claim_rows(rt: &Runtime, stores: &Stores) {
             peer: 1.1,
         },
         || stores.ours_claim_complete(rt),
+        || stores.peer_claim_complete(rt),
+        || ceiling(rt, connection, OPS),
+    );
+    compare_with_peer(
+        "  the same, ours on one connection",
+        REPS,
+        Targets {
+            ceiling: 0.50,
+            peer: 1.0,
+        },
+        || Stores::claim_complete_on(rt, &stores.single),
         || stores.peer_claim_complete(rt),
         || ceiling(rt, connection, OPS),
     );
@@ -384,15 +395,22 @@ fn main() {
             .get_multiplexed_async_connection()
             .await
             .expect("connection");
+        let single = ValkeyStore::builder()
+            .url(server.url())
+            .connections(1)
+            .connect()
+            .await
+            .expect("store on one connection");
         Stores {
             ours,
             cached,
+            single,
             peer,
             connection,
         }
     });
     println!(
-        "ValkeyStore vs the peer's and redis-rs EVALSHA (HGET+HSET+PEXPIRE), {TASKS} tasks, one multiplexed connection each, medians of {REPS}"
+        "ValkeyStore (its default {DEFAULT_CONNECTIONS} multiplexed connections) vs the peer's store and redis-rs EVALSHA (HGET+HSET+PEXPIRE), one multiplexed connection each; {TASKS} tasks, medians of {REPS}"
     );
     claim_rows(&rt, &stores);
     replay_rows(&rt, &stores);

@@ -244,8 +244,8 @@ where
 }
 
 /// Runs an HTTP handler in transactional mode (`key = header, transaction = tx`): the whole
-/// protocol, from the claim on, in one detached task (the generated code spawns the future
-/// with [`detach`], where the handler's type is known, so its `Send` is checked there).
+/// protocol, from the claim on, detached (the generated code hands the future to
+/// [`detach`], where the handler's type is known, so its `Send` is checked there).
 #[cfg(feature = "axum")]
 pub async fn execute_http_transactional<S, O, H, F>(
     store: S,
@@ -265,8 +265,9 @@ where
     crate::service::run_transactional(store, options, scope, key, fingerprint, handler).await
 }
 
-/// Runs `future` (a whole transactional execution) detached, if admitted: spawned on the
-/// current tokio runtime, so the client going away cannot cancel it, and counted in flight for
+/// Runs `future` (a whole transactional execution) detached, if admitted: in place, and
+/// spawned on the current tokio runtime to finish if the request is dropped first, so the
+/// client going away cannot cancel it; counted in flight for
 /// [`crate::service::shutdown`]. Beyond the bound of detached handlers, or while shutting down,
 /// it does not run: 503 `overloaded`.
 #[cfg(feature = "axum")]
@@ -285,14 +286,13 @@ where
     }
 }
 
-/// Spawns `future` and waits for it; a panic that escaped it is a 500 problem.
+/// Runs `future` to completion: in place, and spawned to finish if the request is dropped
+/// first (`service::completion`); a panic that escaped it is a 500 problem.
 #[cfg(feature = "axum")]
 pub(crate) async fn spawn<T, F>(future: F) -> Result<T, crate::service::Problem>
 where
     T: Send + 'static,
     F: core::future::Future<Output = T> + Send + 'static,
 {
-    tokio::spawn(future)
-        .await
-        .map_err(|_| crate::service::Problem::from(Error::HandlerPanicked))
+    crate::service::completion::RunToCompletion::new(future).await
 }

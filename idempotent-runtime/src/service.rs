@@ -6,8 +6,9 @@
 //! - The fingerprint covers the method, the route template, the query string and the request
 //!   content (the handler's non-skipped arguments, or the body bytes under the layer), each
 //!   part length-prefixed.
-//! - The handler runs **detached** (`tokio::spawn`): a client that goes away cannot cancel a
-//!   side effect half-way, and its response is still stored for the retry.
+//! - The handler runs **detached**: in place, and if the client goes away (its request is
+//!   dropped) the rest is spawned on the runtime, so a side effect is never cut off half-way
+//!   and its response is still stored for the retry.
 //! - 2xx–4xx responses of an attribute handler are stored (status, headers in order with
 //!   repeats, body up to `max_body`) and replayed byte-identical with `Idempotent-Replayed:
 //!   true`; a 5xx releases the claim; with `cache_errors` every response is stored. Under
@@ -25,6 +26,7 @@
 //!   [`IdempotencyLayer::store_grpc_status`]).
 
 mod body;
+pub(crate) mod completion;
 mod detached;
 mod grpc;
 pub(crate) mod head;

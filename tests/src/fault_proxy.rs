@@ -298,10 +298,11 @@ pub mod valkey {
         bytes.len() >= 42 && bytes[0] == 2 && states.contains(&bytes[1])
     }
 
-    /// A claim: `ARGV[1]` is a processing record.
+    /// A claim: `ARGV[1]` is a processing record's 34-byte header without its counter.
     #[must_use]
     pub fn is_claim(command: &[Vec<u8>]) -> bool {
-        argv(command).is_some_and(|a| a.len() == 2 && is_record(&a[0], b"p"))
+        argv(command)
+            .is_some_and(|a| a.len() == 2 && a[0].len() == 34 && a[0][0] == 2 && a[0][1] == b'p')
     }
 
     /// A completion: `ARGV[2]` is a completed record.

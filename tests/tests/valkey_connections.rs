@@ -213,3 +213,67 @@ async fn the_eviction_check_reads_a_resp3_reply() {
         "{refused}"
     );
 }
+
+/// The store's connections, as the server lists them: (id, last command) of every client
+/// but the one asking.
+fn store_connections(server: &RedisServer) -> Vec<(String, String)> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut server.client())
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter(|l| !l.contains("cmd=client|list"))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split(' ')
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (field("id="), field("cmd="))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_standalone_store_uses_its_connections_in_turn() {
+    let server = RedisServer::start();
+    let store = ValkeyStore::connect(&server.url()).await.expect("store");
+    assert_eq!(
+        store_connections(&server).len(),
+        idempotent_runtime::store::valkey::DEFAULT_CONNECTIONS,
+        "the default"
+    );
+    drop(store);
+    let store = ValkeyStore::builder()
+        .url(server.url())
+        .connections(3)
+        .connect()
+        .await
+        .expect("store");
+    let count = AtomicUsize::new(0);
+    // Each charge is two calls (claim, complete): calls go to the connections in turn.
+    for n in 0..6 {
+        let k = key(&format!("turn-{n}"));
+        assert!(charge(&store, &k, &count).await.is_ok());
+    }
+    let connections = store_connections(&server);
+    assert_eq!(connections.len(), 3, "{connections:?}");
+    assert!(
+        connections.iter().all(|(_, cmd)| cmd == "evalsha"),
+        "every connection ran scripts: {connections:?}"
+    );
+    assert!(format!("{store:?}").contains("connections: 3"), "{store:?}");
+}
+
+#[tokio::test]
+async fn zero_connections_is_refused_with_a_clear_error() {
+    let err = ValkeyStore::builder()
+        .url("redis://127.0.0.1:1")
+        .connections(0)
+        .connect()
+        .await
+        .expect_err("no connections");
+    assert!(matches!(err, Error::StoreUnavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("at least one connection"), "{err}");
+}

@@ -211,11 +211,13 @@ async fn scripts_validate_their_arguments_before_writing() {
             Ok(v) => panic!("accepted {args:?}: {v:?}"),
         }
     };
+    // The claim is sent the 34-byte header without its counter (the script appends it).
     let processing = raw_record(2, b'p', &[]);
+    let claim_header = |record: &[u8]| record[..34].to_vec();
     let completed = raw_record(2, b'c', &[0, 200, 0, 0, 0, 0, 0, 0]);
     for bad in ["0", "-5", "1.5", "abc", "31536000001", ""] {
         let b = bad.as_bytes();
-        let message = eval(claim, &[processing.as_slice(), b]);
+        let message = eval(claim, &[&claim_header(&processing), b]);
         assert!(
             message.contains("IDEMPOTENT") && message.contains("invalid lease"),
             "{message}"
@@ -226,9 +228,17 @@ async fn scripts_validate_their_arguments_before_writing() {
         assert!(message.contains("invalid ttl"), "{message}");
     }
     // Records of the wrong shape are refused too.
-    let message = eval(claim, &[&completed, b"1000"]);
-    assert!(message.contains("invalid record"), "{message}");
-    let old = raw_record(1, b'p', &[]);
+    let message = eval(claim, &[&claim_header(&completed), b"1000"]);
+    assert!(
+        message.contains("invalid record"),
+        "a completed header: {message}"
+    );
+    let message = eval(claim, &[&processing, b"1000"]);
+    assert!(
+        message.contains("invalid record"),
+        "a whole header, counter and all: {message}"
+    );
+    let old = claim_header(&raw_record(1, b'p', &[]));
     let message = eval(claim, &[&old, b"1000"]);
     assert!(
         message.contains("invalid record"),

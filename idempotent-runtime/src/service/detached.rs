@@ -2,7 +2,7 @@
 //! `Retry-After` beyond it, before anything is claimed), and [`shutdown`], which stops
 //! admitting new ones and waits for those running to finish and store their results.
 //!
-//! Process-wide, like the tokio runtime the handlers are spawned on.
+//! Process-wide, like the tokio runtime a dropped request's handler is finished on.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;

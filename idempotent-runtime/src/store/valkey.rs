@@ -58,6 +58,7 @@ mod format;
 
 pub use connect::ValkeyStoreBuilder;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -108,6 +109,16 @@ static GET: LazyLock<Script> = LazyLock::new(|| {
 /// assert_eq!(DEFAULT_PREFIX, "idempotent:");
 /// ```
 pub const DEFAULT_PREFIX: &str = "idempotent:";
+/// The default number of connections to a standalone server: two, so the server runs one
+/// connection's commands while the client reads the other's replies
+/// ([`ValkeyStoreBuilder::connections`]).
+///
+/// ```
+/// use idempotent_runtime::store::valkey::DEFAULT_CONNECTIONS;
+///
+/// assert_eq!(DEFAULT_CONNECTIONS, 2);
+/// ```
+pub const DEFAULT_CONNECTIONS: usize = 2;
 /// The default timeout of every call (connect, and each script).
 ///
 /// ```
@@ -118,7 +129,7 @@ pub const DEFAULT_PREFIX: &str = "idempotent:";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A store on Valkey or Redis >= 7; see the [module docs](self) for its guarantees.
-/// Cheap to clone (one multiplexed connection, shared).
+/// Cheap to clone (its multiplexed connections, shared).
 ///
 /// ```no_run
 /// use idempotent_runtime::{set_default_store, ValkeyStore};
@@ -143,9 +154,42 @@ pub struct ValkeyStore {
 
 #[derive(Clone)]
 enum Connection {
-    /// A multiplexed connection that reconnects by itself after the server comes back.
-    Single(ConnectionManager),
+    /// Multiplexed connections to one server, each reconnecting by itself after the server
+    /// comes back.
+    Single(Arc<Managers>),
     Cluster(ClusterConnection),
+}
+
+/// The connections of a standalone store, taken in turn by its calls: a second connection
+/// lets the server work on one connection's commands while the client reads the other's
+/// replies (see [`ValkeyStoreBuilder::connections`]).
+struct Managers {
+    first: ConnectionManager,
+    others: Box<[ConnectionManager]>,
+    next: AtomicUsize,
+}
+
+impl Managers {
+    fn new(first: ConnectionManager, others: Vec<ConnectionManager>) -> Self {
+        Self {
+            first,
+            others: others.into(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.others.len() + 1
+    }
+
+    /// The next connection in turn.
+    fn pick(&self) -> ConnectionManager {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.len();
+        match turn.checked_sub(1).and_then(|i| self.others.get(i)) {
+            Some(other) => other.clone(),
+            None => self.first.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ValkeyStore {
@@ -156,6 +200,13 @@ impl std::fmt::Debug for ValkeyStore {
                 &match self.connection {
                     Connection::Single(_) => "standalone",
                     Connection::Cluster(_) => "cluster",
+                },
+            )
+            .field(
+                "connections",
+                &match &self.connection {
+                    Connection::Single(managers) => managers.len(),
+                    Connection::Cluster(_) => 1,
                 },
             )
             .field("prefix", &self.prefix)
@@ -231,7 +282,7 @@ impl ValkeyStore {
     async fn send(&self, command: &redis::Cmd) -> Result<Value, RedisError> {
         let reply = self.bounded(async {
             match self.connection.clone() {
-                Connection::Single(mut c) => c.req_packed_command(command).await,
+                Connection::Single(managers) => managers.pick().req_packed_command(command).await,
                 Connection::Cluster(mut c) => c.req_packed_command(command).await,
             }
         });
@@ -242,7 +293,7 @@ impl ValkeyStore {
     async fn load(&self, script: &Script) -> Result<String, RedisError> {
         self.bounded(async {
             match self.connection.clone() {
-                Connection::Single(mut c) => script.load_async(&mut c).await,
+                Connection::Single(managers) => script.load_async(&mut managers.pick()).await,
                 Connection::Cluster(mut c) => script.load_async(&mut c).await,
             }
         })
@@ -343,12 +394,13 @@ impl IdempotencyStore for ValkeyStore {
             return Ok(InsertResult::Exists(ExistingEntry::Completed(done)));
         }
         let nonce = entry.claim_nonce();
-        // The counter is filled in by the script (server time).
-        let value = encode_record(
+        // The script appends the counter (server time) to the header it is sent.
+        let mut value = encode_record(
             entry.fingerprint(),
             FencingToken::new(0, nonce),
             State::Processing,
         )?;
+        value.truncate(format::HEADER - 8);
         let sent_at = tokio::time::Instant::now();
         let reply = self
             .invoke(&CLAIM, &record_key, |c| {
@@ -358,28 +410,20 @@ impl IdempotencyStore for ValkeyStore {
                 }
             })
             .await?;
-        let items = match reply {
-            Value::Array(items) => items,
-            other => return Err(Error::Corrupt(format!("unexpected claim reply {other:?}"))),
-        };
-        match items.first() {
-            Some(Value::BulkString(tag)) if tag == b"claimed" => {
-                let counter = match items.get(1) {
-                    Some(Value::BulkString(bytes)) => <[u8; 8]>::try_from(bytes.as_slice())
-                        .ok()
-                        .map(u64::from_be_bytes),
-                    _ => None,
-                }
-                .ok_or_else(|| Error::Corrupt(format!("unexpected claim reply {items:?}")))?;
+        match reply {
+            Value::Int(counter) => {
+                let counter = u64::try_from(counter)
+                    .map_err(|_| Error::Corrupt(format!("negative claim counter {counter}")))?;
                 Ok(InsertResult::Claimed {
                     fencing_token: FencingToken::new(counter, nonce),
                     entry,
                 })
             }
-            Some(Value::BulkString(tag)) if tag == b"exists" => {
-                let existing = record(items.get(1))?;
+            Value::BulkString(bytes) => Ok(InsertResult::Exists(decode_record(&bytes)?)),
+            Value::Array(items) => {
+                let existing = record(items.first())?;
                 if let (Some(cache), ExistingEntry::Completed(done), Some(Value::Int(pttl))) =
-                    (&self.cache, &existing, items.get(2))
+                    (&self.cache, &existing, items.get(1))
                 {
                     // PTTL: -1 (no expiry) and -2 (gone) are never cached.
                     if let Ok(ms @ 1..) = u64::try_from(*pttl) {
@@ -389,7 +433,7 @@ impl IdempotencyStore for ValkeyStore {
                 }
                 Ok(InsertResult::Exists(existing))
             }
-            _ => Err(Error::Corrupt(format!("unexpected claim reply {items:?}"))),
+            other => Err(Error::Corrupt(format!("unexpected claim reply {other:?}"))),
         }
     }
 

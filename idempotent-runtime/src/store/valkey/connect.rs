@@ -9,7 +9,10 @@ use redis::cluster_async::ClusterConnection;
 use std::sync::Arc;
 
 use super::cache::LocalCache;
-use super::{Connection, DEFAULT_PREFIX, DEFAULT_TIMEOUT, ValkeyStore, from_redis, unavailable};
+use super::{
+    Connection, DEFAULT_CONNECTIONS, DEFAULT_PREFIX, DEFAULT_TIMEOUT, Managers, ValkeyStore,
+    from_redis, unavailable,
+};
 use crate::Error;
 
 /// Configures and connects a [`ValkeyStore`]. From [`ValkeyStore::builder`]: to a URL or a
@@ -39,6 +42,8 @@ pub struct ValkeyStoreBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     allow_eviction: bool,
+    /// Connections to a standalone server.
+    connections: usize,
     root_certificate: Option<Vec<u8>>,
     /// Bounds of the local cache of completed records (entries, bytes), when enabled.
     local_cache: Option<(usize, usize)>,
@@ -61,6 +66,7 @@ impl std::fmt::Debug for ValkeyStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("allow_eviction", &self.allow_eviction)
+            .field("connections", &self.connections)
             .field("local_cache", &self.local_cache)
             .field("supplied", &self.supplied.is_some())
             .finish_non_exhaustive()
@@ -76,6 +82,7 @@ impl ValkeyStoreBuilder {
             connect_timeout: DEFAULT_TIMEOUT,
             response_timeout: DEFAULT_TIMEOUT,
             allow_eviction: false,
+            connections: DEFAULT_CONNECTIONS,
             root_certificate: None,
             local_cache: None,
             supplied: None,
@@ -165,7 +172,8 @@ impl ValkeyStoreBuilder {
     /// # }
     /// ```
     pub fn connection_manager(mut self, manager: ConnectionManager) -> Self {
-        self.supplied = Some(Supplied::Connection(Connection::Single(manager)));
+        let managers = Managers::new(manager, Vec::new());
+        self.supplied = Some(Supplied::Connection(Connection::Single(Arc::new(managers))));
         self
     }
 
@@ -173,6 +181,32 @@ impl ValkeyStoreBuilder {
     /// [`Self::connection_manager`]).
     pub fn cluster_connection(mut self, connection: ClusterConnection) -> Self {
         self.supplied = Some(Supplied::Connection(Connection::Cluster(connection)));
+        self
+    }
+
+    /// How many multiplexed connections to a standalone server (from [`Self::url`] or
+    /// [`Self::client`]) the store opens and uses in turn. Default [`DEFAULT_CONNECTIONS`]:
+    /// with one, the server waits while the client reads a batch of replies and the client
+    /// waits while the server runs the next batch; with two, one connection's work overlaps
+    /// the other's (`cargo bench -p idempotent-benches --bench valkey_store` shows what it is
+    /// worth on a machine). A cluster connection keeps one connection per node of its own, and
+    /// a connection the application supplies is used as it is: this setting is for neither.
+    ///
+    /// ```no_run
+    /// use idempotent_runtime::ValkeyStore;
+    ///
+    /// # async fn start() -> Result<(), idempotent_runtime::Error> {
+    /// let store = ValkeyStore::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .connections(4)
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections;
         self
     }
 
@@ -229,6 +263,11 @@ impl ValkeyStoreBuilder {
         if self.supplied.is_none() && self.nodes.is_empty() {
             return Err(unavailable("no server URL given"));
         }
+        if self.connections == 0 {
+            return Err(unavailable(
+                "`connections(0)`: a store needs at least one connection",
+            ));
+        }
         if self.nodes.iter().any(|n| n.starts_with("rediss://")) {
             // TLS needs a process-wide crypto provider; keep one the application installed.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -266,10 +305,17 @@ impl ValkeyStoreBuilder {
             .set_response_timeout(Some(self.response_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(from_redis)?;
-        Ok(Connection::Single(manager))
+        let connect = || async {
+            ConnectionManager::new_with_config(client.clone(), config.clone())
+                .await
+                .map_err(from_redis)
+        };
+        let first = connect().await?;
+        let mut others = Vec::with_capacity(self.connections.saturating_sub(1));
+        for _ in 1..self.connections {
+            others.push(connect().await?);
+        }
+        Ok(Connection::Single(Arc::new(Managers::new(first, others))))
     }
 
     async fn open(&self) -> Result<Connection, Error> {

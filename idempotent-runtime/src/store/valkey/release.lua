@@ -5,7 +5,9 @@
 --          | "corrupt" (the stored record cannot be read; nothing changed)
 local record = redis.call('GET', KEYS[1])
 if not record then return 'stale' end
-if not readable(record) then return 'corrupt' end
-if token(record) ~= ARGV[1] or state(record) ~= 'p' then return 'stale' end
+if #record < 42 or string.byte(record, 1) ~= 2 then return 'corrupt' end
+if string.sub(record, 19, 42) ~= ARGV[1] or string.byte(record, 2) ~= 112 then
+  return 'stale'
+end
 redis.call('DEL', KEYS[1])
 return 'ok'
