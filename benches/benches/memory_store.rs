@@ -60,7 +60,21 @@ where
             }
         });
     });
+    drop(op); // with the last handle on the store
     (per_task * tasks, elapsed)
+}
+
+/// Waits (at most 10 s) until no more than `tasks` tasks are left on `rt`.
+fn settle(rt: &Runtime, tasks: usize) {
+    let metrics = rt.metrics();
+    rt.block_on(async {
+        for _ in 0..10_000 {
+            if metrics.num_alive_tasks() <= tasks {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
 }
 
 /// One claim and its completion; checked: a claim that was not taken or a completion that
@@ -153,13 +167,19 @@ fn claim_complete_rows(rt: &Runtime) {
                 })
             },
             || {
+                let idle = rt.metrics().num_alive_tasks();
                 let store = peer_store(rt);
                 let ours = keys(n);
                 let keys = Arc::new(peer_workload::keys(&ours));
-                run_tasks(rt, &keys, tasks, move |i, k| {
+                let run = run_tasks(rt, &keys, tasks, move |i, k| {
                     let store = store.clone();
                     async move { peer_claim_complete(&store, i, &k, len).await }
-                })
+                });
+                // The peer's store is a task that frees its records once the last handle is
+                // gone: let it finish before the next run is timed, or that run pays for
+                // this one's teardown.
+                settle(rt, idle);
+                run
             },
             || {
                 let map = Arc::new(DashMap::new());

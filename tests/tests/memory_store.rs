@@ -492,3 +492,56 @@ async fn a_dead_record_replaced_in_place_gives_its_result_bytes_back() {
         "the dead result's bytes came back, the key's stayed: {response_bytes}"
     );
 }
+
+/// An unbounded store counts per shard and a bounded one in shared counters too: both report
+/// the same entries and payload bytes through claims, completions, releases and sweeps.
+#[tokio::test]
+async fn entries_and_bytes_are_counted_alike_with_or_without_a_bound() {
+    for bounded in [false, true] {
+        let clock = Arc::new(ManualClock::new());
+        let mut builder = MemoryStore::builder().clock(clock.clone());
+        if bounded {
+            builder = builder.max_entries(1_000).max_bytes(1 << 20);
+        }
+        let store = builder.build();
+        let mut tokens = Vec::new();
+        for n in 0..20 {
+            let k = key(&format!("key-{n:04}")); // 8 bytes
+            let Ok(InsertResult::Claimed {
+                fencing_token,
+                entry,
+            }) = claim(&store, &k, n).await
+            else {
+                panic!("claim {n}");
+            };
+            tokens.push((k, fencing_token, entry));
+        }
+        assert_eq!((store.len(), store.payload_bytes()), (20, 160), "{bounded}");
+        for (k, token, entry) in tokens.drain(..10) {
+            let body = CachedResponse::from(vec![0u8; 50]);
+            let size = body.size();
+            store
+                .complete(&k, entry.complete(body), token)
+                .await
+                .expect("complete");
+            assert_eq!(size, 50, "{bounded}: the body");
+        }
+        assert_eq!(
+            (store.len(), store.payload_bytes()),
+            (20, 160 + 500),
+            "{bounded}"
+        );
+        for (k, token, _) in tokens.drain(..) {
+            store.release(&k, token).await.expect("release");
+        }
+        assert_eq!(
+            (store.len(), store.payload_bytes()),
+            (10, 80 + 500),
+            "{bounded}"
+        );
+        clock.advance(Duration::from_hours(1));
+        store.sweep();
+        assert_eq!((store.len(), store.payload_bytes()), (0, 0), "{bounded}");
+        assert!(store.is_empty());
+    }
+}

@@ -73,6 +73,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     max_entries: usize,
     max_bytes: usize,
+    /// Whether a capacity bound is set. Only then do claims reserve from the shared counters
+    /// below; an unbounded store (the default) counts per shard, under the shard's lock, so
+    /// claims on different shards share no cache line.
+    bounded: bool,
     entries: AtomicUsize,
     bytes: AtomicUsize,
 }
@@ -83,8 +87,12 @@ struct Padded<T>(T);
 
 struct Shard {
     /// Boxed records keep the table's buckets small (32 bytes), so growing a shard moves
-    /// little memory and an idle slot costs little.
+    /// little memory and an idle slot costs little. (In place, records cost more: a 136-byte
+    /// bucket, doubled capacity — 268 B per record at a million, against 190 boxed — and a
+    /// shard's growth moves megabytes under its lock.)
     records: IndexMap<IdempotencyKey, Box<Record>, foldhash::quality::RandomState>,
+    /// The payload bytes of this shard's records.
+    bytes: usize,
     /// The last fencing counter issued in this shard; every claim takes the next one.
     counter: u64,
     /// Where amortized sweeping looks next.
@@ -157,7 +165,11 @@ impl MemoryStore {
     /// ```
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.entries.load(Ordering::Relaxed)
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.0.lock().records.len())
+            .sum()
     }
 
     /// Whether the store holds no record.
@@ -169,7 +181,11 @@ impl MemoryStore {
     /// The payload bytes held (keys, result bodies and metadata) — what `max_bytes` bounds.
     #[must_use]
     pub fn payload_bytes(&self) -> usize {
-        self.inner.bytes.load(Ordering::Relaxed)
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.0.lock().bytes)
+            .sum()
     }
 
     /// Drops every expired record now, one shard at a time. Never needed for correctness
@@ -237,9 +253,9 @@ impl MemoryStore {
                 // A dead record (lapsed lease or expired TTL): take its place.
                 let freed = record.payload_bytes(key) - key.as_str().len();
                 **record = fresh();
-                self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
+                self.inner.unreserve(&mut shard.bytes, 0, freed);
             } else {
-                match self.inner.reserve(1, key.as_str().len()) {
+                match self.inner.reserve(&mut shard.bytes, 1, key.as_str().len()) {
                     Ok(()) => {}
                     Err(full) if swept => {
                         #[cfg(feature = "tracing")]
@@ -272,9 +288,10 @@ impl MemoryStore {
     ) -> Result<(), Error> {
         let ttl = lifetimes::completion(&entry)?;
         let now = self.inner.now();
-        let mut shard = self.shard(key);
-        self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
-        let record = held_record(&mut shard, key, token, now)?;
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        self.inner.sweep(shard, now, SWEEP_PER_CALL);
+        let record = held_record(&mut shard.records, key, token, now)?;
         if record.fingerprint != entry.fingerprint() {
             return Err(Error::FingerprintMismatch); // not this claim's request
         }
@@ -283,7 +300,7 @@ impl MemoryStore {
         }
         let response = entry.into_response();
         let added = response.as_ref().map_or(0, CachedResponse::size);
-        self.inner.reserve(0, added)?;
+        self.inner.reserve(&mut shard.bytes, 0, added)?;
         record.state = State::Completed(response);
         record.expires_at = now.saturating_add(ttl);
         shard.earliest_expiry = shard.earliest_expiry.min(now.saturating_add(ttl));
@@ -293,14 +310,14 @@ impl MemoryStore {
     fn release_sync(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
         let now = self.inner.now();
         let mut shard = self.shard(key);
-        let record = held_record(&mut shard, key, token, now)?;
+        let record = held_record(&mut shard.records, key, token, now)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // a completed record is never released
         }
         if let Some((index, stored_key, _)) = shard.records.get_full(key) {
             let bytes = stored_key.as_str().len();
             shard.records.swap_remove_index(index);
-            self.inner.unreserve(1, bytes);
+            self.inner.unreserve(&mut shard.bytes, 1, bytes);
         }
         Ok(())
     }
@@ -314,7 +331,7 @@ impl MemoryStore {
         let lease = lifetimes::lease(lease)?;
         let now = self.inner.now();
         let mut shard = self.shard(key);
-        let record = held_record(&mut shard, key, token, now)?;
+        let record = held_record(&mut shard.records, key, token, now)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // only an in-flight claim has a lease
         }
@@ -335,12 +352,12 @@ impl MemoryStore {
 
 /// The live record of `key` if `token` names its claim.
 fn held_record<'a>(
-    shard: &'a mut Shard,
+    records: &'a mut IndexMap<IdempotencyKey, Box<Record>, foldhash::quality::RandomState>,
     key: &IdempotencyKey,
     token: FencingToken,
     now: u64,
 ) -> Result<&'a mut Record, Error> {
-    match shard.records.get_mut(key) {
+    match records.get_mut(key) {
         Some(record) if record.is_live(now) && record.token == token => Ok(&mut **record),
         _ => Err(Error::StaleFencingToken),
     }
@@ -351,33 +368,40 @@ impl Inner {
         lifetimes::millis(self.clock.now())
     }
 
-    /// Takes `entries` and `bytes` from the capacity budget, or refuses and takes nothing.
-    fn reserve(&self, entries: usize, bytes: usize) -> Result<(), Error> {
-        if entries > 0 {
-            let before = self.entries.fetch_add(entries, Ordering::Relaxed);
-            if before.saturating_add(entries) > self.max_entries {
+    /// Takes `entries` and `bytes` from the capacity budget, or refuses and takes nothing;
+    /// the shard's own count (`shard_bytes`) goes up with it.
+    fn reserve(&self, shard_bytes: &mut usize, entries: usize, bytes: usize) -> Result<(), Error> {
+        if self.bounded {
+            if entries > 0 {
+                let before = self.entries.fetch_add(entries, Ordering::Relaxed);
+                if before.saturating_add(entries) > self.max_entries {
+                    self.entries.fetch_sub(entries, Ordering::Relaxed);
+                    return Err(Error::CapacityExceeded {
+                        limit: "entries",
+                        max: self.max_entries,
+                    });
+                }
+            }
+            let before = self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            if before.saturating_add(bytes) > self.max_bytes {
+                self.bytes.fetch_sub(bytes, Ordering::Relaxed);
                 self.entries.fetch_sub(entries, Ordering::Relaxed);
                 return Err(Error::CapacityExceeded {
-                    limit: "entries",
-                    max: self.max_entries,
+                    limit: "bytes",
+                    max: self.max_bytes,
                 });
             }
         }
-        let before = self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if before.saturating_add(bytes) > self.max_bytes {
-            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
-            self.entries.fetch_sub(entries, Ordering::Relaxed);
-            return Err(Error::CapacityExceeded {
-                limit: "bytes",
-                max: self.max_bytes,
-            });
-        }
+        *shard_bytes += bytes;
         Ok(())
     }
 
-    fn unreserve(&self, entries: usize, bytes: usize) {
-        self.entries.fetch_sub(entries, Ordering::Relaxed);
-        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    fn unreserve(&self, shard_bytes: &mut usize, entries: usize, bytes: usize) {
+        if self.bounded {
+            self.entries.fetch_sub(entries, Ordering::Relaxed);
+            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
+        *shard_bytes = shard_bytes.saturating_sub(bytes);
     }
 
     /// Looks at up to `budget` records from the shard's cursor and drops the dead ones.
@@ -402,7 +426,7 @@ impl Inner {
                 Some(bytes) => {
                     // The last record moves into the cursor's slot; look at it next.
                     shard.records.swap_remove_index(shard.cursor);
-                    self.unreserve(1, bytes);
+                    self.unreserve(&mut shard.bytes, 1, bytes);
                 }
                 None => shard.cursor += 1,
             }

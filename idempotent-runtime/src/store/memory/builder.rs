@@ -83,6 +83,7 @@ impl MemoryStoreBuilder {
             .map(|_| {
                 Padded(Mutex::new(Shard {
                     records: IndexMap::with_hasher(foldhash::quality::RandomState::default()),
+                    bytes: 0,
                     counter: start,
                     cursor: 0,
                     earliest_expiry: u64::MAX,
@@ -96,6 +97,7 @@ impl MemoryStoreBuilder {
                 clock: self.clock,
                 max_entries: self.max_entries,
                 max_bytes: self.max_bytes,
+                bounded: self.max_entries != usize::MAX || self.max_bytes != usize::MAX,
                 entries: AtomicUsize::new(0),
                 bytes: AtomicUsize::new(0),
             }),
