@@ -87,7 +87,11 @@ pub(super) struct MapSerializer<'a> {
     out: &'a mut Xxh3,
     sum: u128,
     count: u64,
-    entry: Option<Xxh3>,
+    /// The hash of the entry being serialized, reset for each one (the hasher is ~600 bytes,
+    /// so it is made once per map and never moved per entry).
+    entry: Xxh3,
+    /// A key was serialized and its value not yet.
+    pending: bool,
 }
 
 impl<'a> MapSerializer<'a> {
@@ -96,24 +100,30 @@ impl<'a> MapSerializer<'a> {
             out,
             sum: 0,
             count: 0,
-            entry: None,
+            entry: Xxh3::new(),
+            pending: false,
         }
     }
 
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), FingerprintError> {
-        let mut entry = Xxh3::new();
-        key.serialize(ValueSerializer::new(&mut entry))?;
-        self.entry = Some(entry);
+        if self.pending {
+            return Err(FingerprintError(
+                "map key serialized without a value".into(),
+            ));
+        }
+        self.entry.reset();
+        key.serialize(ValueSerializer::new(&mut self.entry))?;
+        self.pending = true;
         Ok(())
     }
 
     fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FingerprintError> {
-        let mut entry = self
-            .entry
-            .take()
-            .ok_or_else(|| FingerprintError("map value serialized before its key".into()))?;
-        value.serialize(ValueSerializer::new(&mut entry))?;
-        self.sum = self.sum.wrapping_add(entry.digest128());
+        if !self.pending {
+            return Err(FingerprintError("map value serialized before its key".into()));
+        }
+        value.serialize(ValueSerializer::new(&mut self.entry))?;
+        self.pending = false;
+        self.sum = self.sum.wrapping_add(self.entry.digest128());
         self.count += 1;
         Ok(())
     }
@@ -128,7 +138,7 @@ impl<'a> MapSerializer<'a> {
     }
 
     fn finish(self) -> Result<(), FingerprintError> {
-        if self.entry.is_some() {
+        if self.pending {
             return Err(FingerprintError(
                 "map key serialized without a value".into(),
             ));
