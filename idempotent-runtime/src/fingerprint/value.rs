@@ -119,7 +119,9 @@ impl<'a> MapSerializer<'a> {
 
     fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FingerprintError> {
         if !self.pending {
-            return Err(FingerprintError("map value serialized before its key".into()));
+            return Err(FingerprintError(
+                "map value serialized before its key".into(),
+            ));
         }
         value.serialize(ValueSerializer::new(&mut self.entry))?;
         self.pending = false;

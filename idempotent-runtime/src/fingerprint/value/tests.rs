@@ -195,6 +195,41 @@ fn serialize_errors_are_reported_not_panicked() {
     );
 }
 
+/// A map whose `Serialize` breaks serde's key-then-value order is an error, in every order.
+#[test]
+fn map_entries_out_of_order_are_errors() {
+    use serde::ser::SerializeMap;
+    enum Broken {
+        TwoKeys,
+        ValueFirst,
+        KeyLast,
+    }
+    impl Serialize for Broken {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(None)?;
+            match self {
+                Broken::TwoKeys => {
+                    map.serialize_key("a")?;
+                    map.serialize_key("b")?;
+                }
+                Broken::ValueFirst => map.serialize_value(&1)?,
+                Broken::KeyLast => map.serialize_key("a")?,
+            }
+            map.end()
+        }
+    }
+    for (broken, message) in [
+        (Broken::TwoKeys, "map key serialized without a value"),
+        (Broken::ValueFirst, "map value serialized before its key"),
+        (Broken::KeyLast, "map key serialized without a value"),
+    ] {
+        assert_eq!(
+            DefaultFingerprintStrategy.compute_value("op", &broken),
+            Err(FingerprintError(message.into()))
+        );
+    }
+}
+
 /// A tiny JSON-like value to show that a struct equals a map with the same fields.
 mod serde_json_like {
     use serde::{Serialize, Serializer};
