@@ -107,11 +107,12 @@ impl Serialize for CachedResponse {
 impl<'de> Deserialize<'de> for CachedResponse {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let form = ResponseForm::deserialize(deserializer)?;
-        let mut response = Self::new(form.status, Bytes::from(form.body));
-        for (name, value) in form.headers {
-            response = response.with_header(name, value);
-        }
-        Ok(response)
+        let headers = form
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name, Bytes::from(value)))
+            .collect();
+        Ok(Self::new(form.status, Bytes::from(form.body)).with_headers(headers))
     }
 }
 

@@ -182,19 +182,26 @@ fn encode(response: &Buffered, max_body: usize) -> Disposition {
     if response.body.len() > max_body {
         return Disposition::NotReplayable;
     }
-    let mut cached = CachedResponse::new(response.status.as_u16(), response.body.clone());
+    let trailers = response.trailers.iter().flatten();
+    let mut headers = Vec::with_capacity(
+        response.headers.len() + response.trailers.as_ref().map_or(0, |t| t.len()),
+    );
     for (name, value) in &response.headers {
         if !NOT_STORED.contains(&name.as_str()) {
-            cached = cached.with_header(name.as_str(), Bytes::copy_from_slice(value.as_bytes()));
+            headers.push((
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            ));
         }
     }
-    for (name, value) in response.trailers.iter().flatten() {
+    for (name, value) in trailers {
         if !NOT_STORED.contains(&name.as_str()) {
             let name = format!("{TRAILER_PREFIX}{name}");
-            cached = cached.with_header(name, Bytes::copy_from_slice(value.as_bytes()));
+            headers.push((name, Bytes::copy_from_slice(value.as_bytes())));
         }
     }
-    Disposition::Complete(cached)
+    let cached = CachedResponse::new(response.status.as_u16(), response.body.clone());
+    Disposition::Complete(cached.with_headers(headers))
 }
 
 fn decode(cached: &CachedResponse) -> Result<Buffered, Error> {

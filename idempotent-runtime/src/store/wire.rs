@@ -42,11 +42,7 @@ pub(crate) fn decode_response(input: &mut Reader<'_>) -> Result<CachedResponse, 
     }
     let len = u32::from_be_bytes(input.array("body length")?);
     let body = input.take(widen(len), "body")?;
-    let mut response = CachedResponse::new(status, BytesMut::from(body).freeze());
-    for (name, value) in headers {
-        response = response.with_header(name, value);
-    }
-    Ok(response)
+    Ok(CachedResponse::new(status, BytesMut::from(body).freeze()).with_headers(headers))
 }
 
 fn widen(len: u32) -> usize {
