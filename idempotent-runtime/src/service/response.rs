@@ -184,7 +184,7 @@ fn encode(response: &Buffered, max_body: usize) -> Disposition {
     }
     let trailers = response.trailers.iter().flatten();
     let mut headers = Vec::with_capacity(
-        response.headers.len() + response.trailers.as_ref().map_or(0, |t| t.len()),
+        response.headers.len() + response.trailers.as_ref().map_or(0, http::HeaderMap::len),
     );
     for (name, value) in &response.headers {
         if !NOT_STORED.contains(&name.as_str()) {
