@@ -223,7 +223,9 @@ impl FingerprintBuilder {
         value: &T,
     ) -> Result<&mut Self, FingerprintError> {
         self.hasher.update(&[0x01]);
-        value.serialize(value::ValueSerializer::new(&mut self.hasher))?;
+        let mut sink = value::Sink::new(&mut self.hasher);
+        value.serialize(value::ValueSerializer::new(&mut sink))?;
+        sink.flush();
         Ok(self)
     }
 

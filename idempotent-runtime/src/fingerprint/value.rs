@@ -9,7 +9,7 @@
 //! field and variant names are.
 
 use serde::ser::{self, Serialize};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use super::FingerprintError;
 
@@ -33,12 +33,124 @@ impl ser::Error for FingerprintError {
     }
 }
 
-pub(super) struct ValueSerializer<'a> {
-    out: &'a mut Xxh3,
+/// How many bytes a [`Sink`] gathers before it hands them to its hasher.
+const SINK: usize = 256;
+
+/// Where a value's encoding goes on its way into an xxh3 hash: gathered in a buffer and handed
+/// to the hasher a buffer at a time (an encoding is many writes of a few bytes, and each
+/// streaming `update` is dear), or, for a map entry that fits the buffer, hashed in one shot.
+/// The hash sees the same bytes in the same order either way: fingerprints do not change.
+pub(super) struct Sink<'h> {
+    buf: [u8; SINK],
+    len: usize,
+    hasher: Target<'h>,
 }
 
-impl<'a> ValueSerializer<'a> {
-    pub(super) fn new(out: &'a mut Xxh3) -> Self {
+enum Target<'h> {
+    /// The fingerprint's own hasher.
+    Fingerprint(&'h mut Xxh3),
+    /// A map entry's: made the first time an entry outgrows the buffer, then reused.
+    Entry {
+        hasher: Option<Box<Xxh3>>,
+        spilled: bool,
+    },
+}
+
+impl<'h> Sink<'h> {
+    /// Into the fingerprint's `hasher`; [`Self::flush`] when done.
+    pub(super) fn new(hasher: &'h mut Xxh3) -> Self {
+        Self {
+            buf: [0; SINK],
+            len: 0,
+            hasher: Target::Fingerprint(hasher),
+        }
+    }
+
+    fn entry() -> Sink<'static> {
+        Sink {
+            buf: [0; SINK],
+            len: 0,
+            hasher: Target::Entry {
+                hasher: None,
+                spilled: false,
+            },
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > SINK {
+            self.spill();
+            if bytes.len() > SINK {
+                self.hasher.hasher().update(bytes);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn spill(&mut self) {
+        let len = std::mem::take(&mut self.len);
+        self.hasher.hasher().update(&self.buf[..len]);
+    }
+
+    /// Hands what is left to the fingerprint's hasher.
+    pub(super) fn flush(mut self) {
+        self.spill();
+    }
+
+    /// Starts the next entry.
+    fn reset(&mut self) {
+        self.len = 0;
+        if let Target::Entry {
+            hasher: Some(hasher),
+            spilled: spilled @ true,
+        } = &mut self.hasher
+        {
+            hasher.reset();
+            *spilled = false;
+        }
+    }
+
+    /// The entry's hash: xxh3-128 of every byte written since [`Self::reset`].
+    fn digest128(&mut self) -> u128 {
+        let rest = &self.buf[..self.len];
+        match &mut self.hasher {
+            Target::Entry {
+                hasher: Some(hasher),
+                spilled: true,
+            } => {
+                hasher.update(rest);
+                hasher.digest128()
+            }
+            Target::Entry { .. } => xxh3_128(rest),
+            Target::Fingerprint(hasher) => {
+                hasher.update(rest);
+                hasher.digest128()
+            }
+        }
+    }
+}
+
+impl Target<'_> {
+    /// The hasher a buffer spills into (an entry's is made here, the first time).
+    fn hasher(&mut self) -> &mut Xxh3 {
+        match self {
+            Target::Fingerprint(hasher) => hasher,
+            Target::Entry { hasher, spilled } => {
+                *spilled = true;
+                hasher.get_or_insert_with(|| Box::new(Xxh3::new()))
+            }
+        }
+    }
+}
+
+pub(super) struct ValueSerializer<'a, 'h> {
+    out: &'a mut Sink<'h>,
+}
+
+impl<'a, 'h> ValueSerializer<'a, 'h> {
+    pub(super) fn new(out: &'a mut Sink<'h>) -> Self {
         Self { out }
     }
 
@@ -67,11 +179,11 @@ impl<'a> ValueSerializer<'a> {
 }
 
 /// Sequences, tuples and the fields of tuple structs and tuple variants: order kept.
-pub(super) struct SeqSerializer<'a> {
-    out: &'a mut Xxh3,
+pub(super) struct SeqSerializer<'a, 'h> {
+    out: &'a mut Sink<'h>,
 }
 
-impl SeqSerializer<'_> {
+impl SeqSerializer<'_, '_> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FingerprintError> {
         self.out.update(&[ELEM]);
         value.serialize(ValueSerializer::new(self.out))
@@ -83,24 +195,23 @@ impl SeqSerializer<'_> {
 }
 
 /// Maps, structs and struct variants: order-independent.
-pub(super) struct MapSerializer<'a> {
-    out: &'a mut Xxh3,
+pub(super) struct MapSerializer<'a, 'h> {
+    out: &'a mut Sink<'h>,
     sum: u128,
     count: u64,
-    /// The hash of the entry being serialized, reset for each one (the hasher is ~600 bytes,
-    /// so it is made once per map and never moved per entry).
-    entry: Xxh3,
+    /// The entry being serialized, reset for each one.
+    entry: Sink<'static>,
     /// A key was serialized and its value not yet.
     pending: bool,
 }
 
-impl<'a> MapSerializer<'a> {
-    fn new(out: &'a mut Xxh3) -> Self {
+impl<'a, 'h> MapSerializer<'a, 'h> {
+    fn new(out: &'a mut Sink<'h>) -> Self {
         Self {
             out,
             sum: 0,
             count: 0,
-            entry: Xxh3::new(),
+            entry: Sink::entry(),
             pending: false,
         }
     }
@@ -152,16 +263,16 @@ impl<'a> MapSerializer<'a> {
     }
 }
 
-impl<'a> ser::Serializer for ValueSerializer<'a> {
+impl<'a, 'h> ser::Serializer for ValueSerializer<'a, 'h> {
     type Ok = ();
     type Error = FingerprintError;
-    type SerializeSeq = SeqSerializer<'a>;
-    type SerializeTuple = SeqSerializer<'a>;
-    type SerializeTupleStruct = SeqSerializer<'a>;
-    type SerializeTupleVariant = SeqSerializer<'a>;
-    type SerializeMap = MapSerializer<'a>;
-    type SerializeStruct = MapSerializer<'a>;
-    type SerializeStructVariant = MapSerializer<'a>;
+    type SerializeSeq = SeqSerializer<'a, 'h>;
+    type SerializeTuple = SeqSerializer<'a, 'h>;
+    type SerializeTupleStruct = SeqSerializer<'a, 'h>;
+    type SerializeTupleVariant = SeqSerializer<'a, 'h>;
+    type SerializeMap = MapSerializer<'a, 'h>;
+    type SerializeStruct = MapSerializer<'a, 'h>;
+    type SerializeStructVariant = MapSerializer<'a, 'h>;
 
     fn serialize_bool(mut self, v: bool) -> Result<(), FingerprintError> {
         self.tag(BOOL);
@@ -298,12 +409,15 @@ impl<'a> ser::Serializer for ValueSerializer<'a> {
         value.serialize(self)
     }
 
-    fn serialize_seq(mut self, _len: Option<usize>) -> Result<SeqSerializer<'a>, FingerprintError> {
+    fn serialize_seq(
+        mut self,
+        _len: Option<usize>,
+    ) -> Result<SeqSerializer<'a, 'h>, FingerprintError> {
         self.tag(SEQ);
         Ok(SeqSerializer { out: self.out })
     }
 
-    fn serialize_tuple(self, len: usize) -> Result<SeqSerializer<'a>, FingerprintError> {
+    fn serialize_tuple(self, len: usize) -> Result<SeqSerializer<'a, 'h>, FingerprintError> {
         self.serialize_seq(Some(len))
     }
 
@@ -311,7 +425,7 @@ impl<'a> ser::Serializer for ValueSerializer<'a> {
         self,
         _name: &'static str,
         len: usize,
-    ) -> Result<SeqSerializer<'a>, FingerprintError> {
+    ) -> Result<SeqSerializer<'a, 'h>, FingerprintError> {
         self.serialize_seq(Some(len))
     }
 
@@ -321,12 +435,12 @@ impl<'a> ser::Serializer for ValueSerializer<'a> {
         _index: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<SeqSerializer<'a>, FingerprintError> {
+    ) -> Result<SeqSerializer<'a, 'h>, FingerprintError> {
         self.variant(variant);
         self.serialize_seq(Some(len))
     }
 
-    fn serialize_map(self, _len: Option<usize>) -> Result<MapSerializer<'a>, FingerprintError> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<MapSerializer<'a, 'h>, FingerprintError> {
         Ok(MapSerializer::new(self.out))
     }
 
@@ -334,7 +448,7 @@ impl<'a> ser::Serializer for ValueSerializer<'a> {
         self,
         _name: &'static str,
         _len: usize,
-    ) -> Result<MapSerializer<'a>, FingerprintError> {
+    ) -> Result<MapSerializer<'a, 'h>, FingerprintError> {
         Ok(MapSerializer::new(self.out))
     }
 
@@ -344,7 +458,7 @@ impl<'a> ser::Serializer for ValueSerializer<'a> {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<MapSerializer<'a>, FingerprintError> {
+    ) -> Result<MapSerializer<'a, 'h>, FingerprintError> {
         self.variant(variant);
         Ok(MapSerializer::new(self.out))
     }
@@ -352,7 +466,7 @@ impl<'a> ser::Serializer for ValueSerializer<'a> {
 
 macro_rules! seq_impl {
     ($($trait:ident :: $method:ident),*) => {$(
-        impl ser::$trait for SeqSerializer<'_> {
+        impl ser::$trait for SeqSerializer<'_, '_> {
             type Ok = ();
             type Error = FingerprintError;
 
@@ -375,7 +489,7 @@ seq_impl!(
     SerializeTupleVariant::serialize_field
 );
 
-impl ser::SerializeMap for MapSerializer<'_> {
+impl ser::SerializeMap for MapSerializer<'_, '_> {
     type Ok = ();
     type Error = FingerprintError;
 
@@ -397,7 +511,7 @@ impl ser::SerializeMap for MapSerializer<'_> {
 
 macro_rules! struct_impl {
     ($($trait:ident),*) => {$(
-        impl ser::$trait for MapSerializer<'_> {
+        impl ser::$trait for MapSerializer<'_, '_> {
             type Ok = ();
             type Error = FingerprintError;
 

@@ -253,3 +253,34 @@ mod serde_json_like {
         }
     }
 }
+
+/// Values whose encoding outgrows the serializer's buffers: the whole value (many times over),
+/// one map entry (by one long string, and by many short writes), a small entry after a large
+/// one, nested maps. Their fingerprints were computed by the streaming encoder that wrote every
+/// piece straight into the hasher: buffering must not change them.
+#[test]
+fn golden_fingerprints_of_values_larger_than_the_buffers() {
+    let mut big = BTreeMap::new();
+    big.insert("a", vec!["x".repeat(300)]);
+    big.insert("b", vec!["1".to_owned()]);
+    big.insert("c", vec!["y".repeat(100); 5]);
+    big.insert("d", (0..40).map(|i| i.to_string()).collect());
+    let mut nested = BTreeMap::new();
+    nested.insert("inner", big.clone());
+    nested.insert("again", big.clone());
+    let cases: [(Fingerprint, &str); 4] = [
+        (fp(&big), "c8ba0b89690ed62c61ffbc0e3043972c"),
+        (
+            fp(&(&big, "z".repeat(1000))),
+            "bddd86959e455959c0cb22fe9bc8fe35",
+        ),
+        (fp(&nested), "7da3430e42132ac8afb253c445c35eaf"),
+        (
+            fp(&(0..20).map(|_| order()).collect::<Vec<_>>()),
+            "bfb7fd495d863f4dc5161cfc688adcf2",
+        ),
+    ];
+    let got: Vec<String> = cases.iter().map(|(g, _)| g.to_string()).collect();
+    let want: Vec<&str> = cases.iter().map(|(_, w)| *w).collect();
+    assert_eq!(got, want);
+}
