@@ -4,9 +4,18 @@ const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `bytes` to `out` as lowercase hex, two digits per byte.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    for &byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    // Up to 32 bytes at a time into a buffer of digits, then one `push_str` (not a checked
+    // `push` per digit).
+    let mut digits = [0u8; 64];
+    for chunk in bytes.chunks(32) {
+        for (pair, &byte) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        // Hex digits are ASCII, so this is always `Ok`.
+        if let Ok(text) = std::str::from_utf8(&digits[..2 * chunk.len()]) {
+            out.push_str(text);
+        }
     }
 }
 
@@ -17,5 +26,14 @@ mod tests {
         let mut out = String::from("x:");
         super::push_hex(&mut out, &[0x00, 0x9f, 0xff]);
         assert_eq!(out, "x:009fff");
+    }
+
+    #[test]
+    fn every_byte_across_chunk_boundaries() {
+        let bytes: Vec<u8> = (0..=255).chain(0..=40).collect();
+        let mut out = String::new();
+        super::push_hex(&mut out, &bytes);
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(out, expected);
     }
 }
