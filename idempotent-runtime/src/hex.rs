@@ -33,7 +33,11 @@ mod tests {
         let bytes: Vec<u8> = (0..=255).chain(0..=40).collect();
         let mut out = String::new();
         super::push_hex(&mut out, &bytes);
-        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let expected = bytes.iter().fold(String::new(), |mut text, b| {
+            use std::fmt::Write as _;
+            let _ = write!(text, "{b:02x}");
+            text
+        });
         assert_eq!(out, expected);
     }
 }
