@@ -179,7 +179,8 @@ impl MemoryStore {
         MemoryStoreBuilder::new()
     }
 
-    /// The number of records held, live or expired but not yet swept.
+    /// The number of records held, live or expired but not yet swept. Adds up the shards,
+    /// taking each one's lock in turn: for gauges and tests, not for every request.
     ///
     /// ```
     /// use idempotent_runtime::MemoryStore;
@@ -202,6 +203,7 @@ impl MemoryStore {
     }
 
     /// The payload bytes held (keys, result bodies and metadata) — what `max_bytes` bounds.
+    /// Adds up the shards, as [`Self::len`] does.
     #[must_use]
     pub fn payload_bytes(&self) -> usize {
         self.inner
