@@ -109,6 +109,34 @@ mod tests {
         assert!(matches!(in_place, Ok(7)));
     }
 
+    /// Dropped unfinished where there is no runtime to finish it on (the runtime is gone):
+    /// the rest is dropped — no panic, and its claim lapses with its lease.
+    #[test]
+    fn dropped_without_a_runtime_it_is_dropped_not_a_panic() {
+        struct Dropped(Arc<AtomicUsize>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = Dropped(drops.clone());
+        let mut run = RunToCompletion::new(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let polled = runtime.block_on(std::future::poll_fn(|cx| {
+            Poll::Ready(Pin::new(&mut run).poll(cx).is_pending())
+        }));
+        assert!(polled, "started and waiting");
+        drop(runtime);
+        drop(run);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "the rest was dropped");
+    }
+
     #[tokio::test]
     async fn a_panic_is_a_problem() {
         let escaped = std::hint::black_box(true);
