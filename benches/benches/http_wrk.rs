@@ -28,7 +28,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum_idempotent::{IdempotentLayer, IdempotentOptions};
 use bytes::Bytes;
-use idempotent_benches::{check, median};
+use idempotent_benches::{check, median, verdict};
 use idempotent_runtime::service::IdempotencyLayer;
 use idempotent_runtime::{MemoryStore, idempotent};
 use ruts::store::Ttl;
@@ -286,8 +286,7 @@ fn report(workload: &str, target: f64, samples: &mut [Samples; 4]) {
         let share = median(&mut s.shares);
         let verdict = match mode {
             Mode::Peer => "",
-            _ if share >= target => "ok",
-            _ => "BELOW TARGET",
+            _ => verdict(share, target),
         };
         let target_text = match mode {
             Mode::Peer => "          ".to_owned(),

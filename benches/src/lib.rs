@@ -69,7 +69,9 @@ fn median_ratio(a: &[f64], b: &[f64]) -> f64 {
     median(&mut ratios)
 }
 
-fn verdict(ratio: f64, target: f64) -> &'static str {
+/// `"ok"` when `ratio` reaches `target`, else `"BELOW TARGET"`.
+#[must_use]
+pub fn verdict(ratio: f64, target: f64) -> &'static str {
     if ratio >= target {
         "ok"
     } else {

@@ -276,7 +276,7 @@ where
     F: core::future::Future<Output = Response> + Send + 'static,
 {
     match crate::service::admit() {
-        Ok(permit) => spawn(async move {
+        Ok(permit) => crate::service::completion::RunToCompletion::new(async move {
             let _in_flight = permit;
             future.await
         })
@@ -284,15 +284,4 @@ where
         .unwrap_or_else(axum::response::IntoResponse::into_response),
         Err(problem) => axum::response::IntoResponse::into_response(problem),
     }
-}
-
-/// Runs `future` to completion: in place, and spawned to finish if the request is dropped
-/// first (`service::completion`); a panic that escaped it is a 500 problem.
-#[cfg(feature = "axum")]
-pub(crate) async fn spawn<T, F>(future: F) -> Result<T, crate::service::Problem>
-where
-    T: Send + 'static,
-    F: core::future::Future<Output = T> + Send + 'static,
-{
-    crate::service::completion::RunToCompletion::new(future).await
 }

@@ -41,6 +41,7 @@ use std::future::Future;
 use axum::response::{IntoResponse, Response};
 
 pub use body::{BoxError, LayerBody};
+use completion::RunToCompletion;
 pub(crate) use detached::admit;
 pub use detached::{DEFAULT_MAX_DETACHED, set_max_detached, shutdown};
 use head::RequestHead;
@@ -185,7 +186,7 @@ where
             return reject(options.as_ref(), problem);
         }
     };
-    crate::__private::spawn(observer.clone().in_span(async move {
+    RunToCompletion::new(observer.clone().in_span(async move {
         let _in_flight = permit;
         let spec = &options.as_ref().spec;
         run_claimed::<Buffered, Http, _>(&observer, &store, spec, claim, handler).await

@@ -49,11 +49,9 @@ pub(super) struct Sink<'h> {
 enum Target<'h> {
     /// The fingerprint's own hasher.
     Fingerprint(&'h mut Xxh3),
-    /// A map entry's: made the first time an entry outgrows the buffer, then reused.
-    Entry {
-        hasher: Option<Box<Xxh3>>,
-        spilled: bool,
-    },
+    /// A map entry's: made the first time an entry outgrows the buffer, then reset and
+    /// reused for the map's later entries.
+    Entry(Option<Box<Xxh3>>),
 }
 
 impl<'h> Sink<'h> {
@@ -70,10 +68,7 @@ impl<'h> Sink<'h> {
         Sink {
             buf: [0; SINK],
             len: 0,
-            hasher: Target::Entry {
-                hasher: None,
-                spilled: false,
-            },
+            hasher: Target::Entry(None),
         }
     }
 
@@ -102,29 +97,18 @@ impl<'h> Sink<'h> {
     /// Starts the next entry.
     fn reset(&mut self) {
         self.len = 0;
-        if let Target::Entry {
-            hasher: Some(hasher),
-            spilled: spilled @ true,
-        } = &mut self.hasher
-        {
+        if let Target::Entry(Some(hasher)) = &mut self.hasher {
             hasher.reset();
-            *spilled = false;
         }
     }
 
-    /// The entry's hash: xxh3-128 of every byte written since [`Self::reset`].
+    /// The hash of every byte written since [`Self::reset`]: one shot while nothing spilled.
     fn digest128(&mut self) -> u128 {
         let rest = &self.buf[..self.len];
         match &mut self.hasher {
-            Target::Entry {
-                hasher: Some(hasher),
-                spilled: true,
-            } => {
-                hasher.update(rest);
-                hasher.digest128()
-            }
-            Target::Entry { .. } => xxh3_128(rest),
-            Target::Fingerprint(hasher) => {
+            Target::Entry(None) => xxh3_128(rest),
+            target => {
+                let hasher = target.hasher();
                 hasher.update(rest);
                 hasher.digest128()
             }
@@ -137,10 +121,7 @@ impl Target<'_> {
     fn hasher(&mut self) -> &mut Xxh3 {
         match self {
             Target::Fingerprint(hasher) => hasher,
-            Target::Entry { hasher, spilled } => {
-                *spilled = true;
-                hasher.get_or_insert_with(|| Box::new(Xxh3::new()))
-            }
+            Target::Entry(hasher) => hasher.get_or_insert_with(|| Box::new(Xxh3::new())),
         }
     }
 }

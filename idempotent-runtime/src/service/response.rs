@@ -182,7 +182,6 @@ fn encode(response: &Buffered, max_body: usize) -> Disposition {
     if response.body.len() > max_body {
         return Disposition::NotReplayable;
     }
-    let trailers = response.trailers.iter().flatten();
     let mut headers = Vec::with_capacity(
         response.headers.len() + response.trailers.as_ref().map_or(0, http::HeaderMap::len),
     );
@@ -194,7 +193,7 @@ fn encode(response: &Buffered, max_body: usize) -> Disposition {
             ));
         }
     }
-    for (name, value) in trailers {
+    for (name, value) in response.trailers.iter().flatten() {
         if !NOT_STORED.contains(&name.as_str()) {
             let name = format!("{TRAILER_PREFIX}{name}");
             headers.push((name, Bytes::copy_from_slice(value.as_bytes())));

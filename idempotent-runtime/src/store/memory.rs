@@ -71,14 +71,60 @@ struct Inner {
     shards: Box<[Padded<Mutex<Shard>>]>,
     hasher: foldhash::quality::RandomState,
     clock: Arc<dyn Clock>,
+    /// The capacity bound, when one is set. Only then do claims reserve from shared
+    /// counters; an unbounded store (the default) counts per shard, under the shard's lock, so
+    /// claims on different shards share no cache line.
+    budget: Option<Budget>,
+}
+
+/// A capacity bound and what is taken from it, store-wide.
+struct Budget {
     max_entries: usize,
     max_bytes: usize,
-    /// Whether a capacity bound is set. Only then do claims reserve from the shared counters
-    /// below; an unbounded store (the default) counts per shard, under the shard's lock, so
-    /// claims on different shards share no cache line.
-    bounded: bool,
     entries: AtomicUsize,
     bytes: AtomicUsize,
+}
+
+impl Budget {
+    /// The budget of these bounds; `None` when both are unbounded (`usize::MAX`).
+    fn of(max_entries: usize, max_bytes: usize) -> Option<Self> {
+        (max_entries != usize::MAX || max_bytes != usize::MAX).then(|| Self {
+            max_entries,
+            max_bytes,
+            entries: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        })
+    }
+
+    /// Takes `entries` and `bytes`, or refuses and takes nothing: fetch-add, then check, so
+    /// the bound is exact.
+    fn reserve(&self, entries: usize, bytes: usize) -> Result<(), Error> {
+        if entries > 0 {
+            let before = self.entries.fetch_add(entries, Ordering::Relaxed);
+            if before.saturating_add(entries) > self.max_entries {
+                self.entries.fetch_sub(entries, Ordering::Relaxed);
+                return Err(Error::CapacityExceeded {
+                    limit: "entries",
+                    max: self.max_entries,
+                });
+            }
+        }
+        let before = self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.max_bytes {
+            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.entries.fetch_sub(entries, Ordering::Relaxed);
+            return Err(Error::CapacityExceeded {
+                limit: "bytes",
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn unreserve(&self, entries: usize, bytes: usize) {
+        self.entries.fetch_sub(entries, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 /// Keeps each shard's lock on its own cache lines.
@@ -118,12 +164,17 @@ struct Record {
 /// The expiry's flag of a completed record.
 const COMPLETED: u64 = 1 << 63;
 
+/// An expiry of `at` (clamped below the flag) with `flag`.
+fn pack(at: u64, flag: u64) -> u64 {
+    flag | at.min(!COMPLETED)
+}
+
 impl Record {
     fn processing(fingerprint: Fingerprint, token: FencingToken, expires_at: u64) -> Self {
         Self {
             fingerprint,
             token,
-            expiry: expires_at.min(!COMPLETED),
+            expiry: pack(expires_at, 0),
             response: None,
         }
     }
@@ -138,12 +189,12 @@ impl Record {
 
     /// Moves the expiry to `at`, completed or not as before.
     fn expire_at(&mut self, at: u64) {
-        self.expiry = (self.expiry & COMPLETED) | at.min(!COMPLETED);
+        self.expiry = pack(at, self.expiry & COMPLETED);
     }
 
     fn complete(&mut self, response: Option<CachedResponse>, expires_at: u64) {
         self.response = response;
-        self.expiry = COMPLETED | expires_at.min(!COMPLETED);
+        self.expiry = pack(expires_at, COMPLETED);
     }
 
     fn payload_bytes(&self, key: &IdempotencyKey) -> usize {
@@ -388,38 +439,19 @@ impl Inner {
         lifetimes::millis(self.clock.now())
     }
 
-    /// Takes `entries` and `bytes` from the capacity budget, or refuses and takes nothing;
-    /// the shard's own count (`shard_bytes`) goes up with it.
+    /// Takes `entries` and `bytes` from the capacity budget (if the store has one), or
+    /// refuses and takes nothing; the shard's own count (`shard_bytes`) goes up with it.
     fn reserve(&self, shard_bytes: &mut usize, entries: usize, bytes: usize) -> Result<(), Error> {
-        if self.bounded {
-            if entries > 0 {
-                let before = self.entries.fetch_add(entries, Ordering::Relaxed);
-                if before.saturating_add(entries) > self.max_entries {
-                    self.entries.fetch_sub(entries, Ordering::Relaxed);
-                    return Err(Error::CapacityExceeded {
-                        limit: "entries",
-                        max: self.max_entries,
-                    });
-                }
-            }
-            let before = self.bytes.fetch_add(bytes, Ordering::Relaxed);
-            if before.saturating_add(bytes) > self.max_bytes {
-                self.bytes.fetch_sub(bytes, Ordering::Relaxed);
-                self.entries.fetch_sub(entries, Ordering::Relaxed);
-                return Err(Error::CapacityExceeded {
-                    limit: "bytes",
-                    max: self.max_bytes,
-                });
-            }
+        if let Some(budget) = &self.budget {
+            budget.reserve(entries, bytes)?;
         }
         *shard_bytes += bytes;
         Ok(())
     }
 
     fn unreserve(&self, shard_bytes: &mut usize, entries: usize, bytes: usize) {
-        if self.bounded {
-            self.entries.fetch_sub(entries, Ordering::Relaxed);
-            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        if let Some(budget) = &self.budget {
+            budget.unreserve(entries, bytes);
         }
         *shard_bytes = shard_bytes.saturating_sub(bytes);
     }
@@ -466,8 +498,22 @@ impl fmt::Debug for MemoryStore {
             .field("shards", &self.inner.shards.len())
             .field("entries", &self.len())
             .field("payload_bytes", &self.payload_bytes())
-            .field("max_entries", &self.inner.max_entries)
-            .field("max_bytes", &self.inner.max_bytes)
+            .field(
+                "max_entries",
+                &self
+                    .inner
+                    .budget
+                    .as_ref()
+                    .map_or(usize::MAX, |b| b.max_entries),
+            )
+            .field(
+                "max_bytes",
+                &self
+                    .inner
+                    .budget
+                    .as_ref()
+                    .map_or(usize::MAX, |b| b.max_bytes),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -394,13 +394,7 @@ impl IdempotencyStore for ValkeyStore {
             return Ok(InsertResult::Exists(ExistingEntry::Completed(done)));
         }
         let nonce = entry.claim_nonce();
-        // The script appends the counter (server time) to the header it is sent.
-        let mut value = encode_record(
-            entry.fingerprint(),
-            FencingToken::new(0, nonce),
-            State::Processing,
-        )?;
-        value.truncate(format::HEADER - 8);
+        let value = format::claim_header(entry.fingerprint(), nonce);
         let sent_at = tokio::time::Instant::now();
         let reply = self
             .invoke(&CLAIM, &record_key, |c| {

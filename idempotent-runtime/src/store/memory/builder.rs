@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use indexmap::IndexMap;
 
-use super::{Inner, MemoryStore, Padded, Shard};
-use crate::sync::{AtomicUsize, Mutex};
+use super::{Budget, Inner, MemoryStore, Padded, Shard};
+use crate::sync::Mutex;
 use crate::{Clock, SystemClock};
 
 /// Configures a [`MemoryStore`]; from [`MemoryStore::builder`].
@@ -95,11 +95,7 @@ impl MemoryStoreBuilder {
                 shards,
                 hasher: foldhash::quality::RandomState::default(),
                 clock: self.clock,
-                max_entries: self.max_entries,
-                max_bytes: self.max_bytes,
-                bounded: self.max_entries != usize::MAX || self.max_bytes != usize::MAX,
-                entries: AtomicUsize::new(0),
-                bytes: AtomicUsize::new(0),
+                budget: Budget::of(self.max_entries, self.max_bytes),
             }),
         }
     }

@@ -9,10 +9,10 @@
 //! ```
 //! The scripts read only the 42-byte header: the fingerprint (bytes 3..=18, 1-based), the
 //! claim's token — nonce and counter, bytes 19..=42 — which every fenced step compares whole,
-//! and the state. The claim script writes the counter (server time in µs) into the record it
-//! is sent. Version 1 (a TTL where the counter now is; the counter was not kept) is refused as
-//! corrupt: records live at most a TTL, so an upgrade waits out the old ones or starts with a
-//! new prefix. Decoding checks every length against what is left: arbitrary bytes give an
+//! and the state. A claim sends the header up to the counter ([`claim_header`]); the claim
+//! script appends the counter (server time in µs). Version 1 (a TTL where the counter now
+//! is; the counter was not kept) is refused as corrupt: records live at most a TTL, so an
+//! upgrade waits out the old ones or starts with a new prefix. Decoding checks every length against what is left: arbitrary bytes give an
 //! error, never a panic and never a partial record.
 
 use crate::store::wire::{Reader, decode_response, encode_response};
@@ -26,7 +26,8 @@ const VERSION: u8 = 2;
 /// The size of the fixed header: version, state, fingerprint, nonce, counter.
 pub(crate) const HEADER: usize = 42;
 
-/// Encodes a record of the claim `token` in `state`.
+/// Encodes the completed record of the claim `token` (a processing record is written by the
+/// claim script from [`claim_header`]).
 pub(crate) fn encode_record(
     fingerprint: Fingerprint,
     token: FencingToken,
@@ -34,17 +35,14 @@ pub(crate) fn encode_record(
 ) -> Result<Vec<u8>, Error> {
     let size = match state {
         State::Completed(response) => response.size() + 16,
-        State::Processing | State::NotReplayable => 0,
+        State::NotReplayable => 0,
     };
     let mut out = Vec::with_capacity(HEADER + size);
-    out.push(VERSION);
-    out.push(match state {
-        State::Processing => b'p',
+    let state_byte = match state {
         State::Completed(_) => b'c',
         State::NotReplayable => b'n',
-    });
-    out.extend_from_slice(&fingerprint.to_bytes());
-    out.extend_from_slice(&token.nonce().to_be_bytes());
+    };
+    push_head(&mut out, state_byte, fingerprint, token.nonce());
     out.extend_from_slice(&token.counter().to_be_bytes());
     if let State::Completed(response) = state {
         encode_response(response, &mut out)?;
@@ -52,10 +50,25 @@ pub(crate) fn encode_record(
     Ok(out)
 }
 
-/// What a record holds besides its header.
+/// What a claim sends: a processing record's header up to its counter (34 bytes), which the
+/// claim script appends (server time).
+pub(crate) fn claim_header(fingerprint: Fingerprint, nonce: u128) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER - 8);
+    push_head(&mut out, b'p', fingerprint, nonce);
+    out
+}
+
+/// Version, state, fingerprint, nonce: the header up to the counter.
+fn push_head(out: &mut Vec<u8>, state: u8, fingerprint: Fingerprint, nonce: u128) {
+    out.push(VERSION);
+    out.push(state);
+    out.extend_from_slice(&fingerprint.to_bytes());
+    out.extend_from_slice(&nonce.to_be_bytes());
+}
+
+/// What a completed record holds besides its header.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum State<'a> {
-    Processing,
     Completed(&'a CachedResponse),
     NotReplayable,
 }
@@ -117,9 +130,9 @@ mod tests {
         assert_eq!(done.response(), Some(&response));
         assert_eq!(done.fingerprint(), Fingerprint::from_u128(9));
         let fp = Fingerprint::from_u128(3);
-        let processing =
-            encode_record(fp, FencingToken::new(1000, 5), State::Processing).expect("encodes");
-        assert_eq!(processing.len(), HEADER);
+        let mut processing = claim_header(fp, 5);
+        assert_eq!(processing.len(), HEADER - 8, "up to the counter");
+        processing.extend_from_slice(&1000u64.to_be_bytes()); // as the claim script appends it
         assert!(
             matches!(decode_record(&processing), Ok(ExistingEntry::Processing(e)) if e.fingerprint() == fp)
         );
@@ -190,8 +203,8 @@ mod fuzz {
         /// Arbitrary bytes behind a valid header exercise the response decoder.
         #[test]
         fn arbitrary_responses_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..128)) {
-            let mut bytes = encode_record(Fingerprint::from_u128(1), FencingToken::new(1, 1), State::Processing)
-                .expect("encodes");
+            let mut bytes = claim_header(Fingerprint::from_u128(1), 1);
+            bytes.extend_from_slice(&1u64.to_be_bytes());
             bytes[1] = b'c';
             bytes.extend_from_slice(&tail);
             let _ = decode_record(&bytes);
