@@ -240,8 +240,15 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
     );
     let (witness, call) = http_call(valid);
     let mut sig = item.sig.clone();
+    // The key is read by the extractor from `Idempotency-Key`; a handler keyed by another
+    // header keeps the request's headers (the extractor cannot see the options).
+    let head = if header.name.is_some() {
+        quote!(#rt::HeadWithHeaders)
+    } else {
+        quote!(#rt::RequestHead)
+    };
     sig.inputs
-        .insert(0, syn::parse_quote!(__idempotent_head: #rt::RequestHead));
+        .insert(0, syn::parse_quote!(__idempotent_head: #head));
     sig.output = syn::parse_quote!(-> #rt::Response);
     quote! {
         #(#attrs)*
@@ -249,6 +256,7 @@ fn http(valid: &Validated<'_>, header: &HeaderKey) -> TokenStream {
             #options_item
             #witness
             #checks
+            let __idempotent_head: #rt::RequestHead = ::core::convert::Into::into(__idempotent_head);
             let __idempotent_fingerprint = #fingerprint;
             let __idempotent_scope = #scope;
             let __idempotent_store = #store;
@@ -328,7 +336,7 @@ fn http_call(valid: &Validated<'_>) -> (TokenStream, TokenStream) {
             #rt::execute_http(
                 __idempotent_store,
                 #options_arg,
-                &__idempotent_head,
+                __idempotent_head,
                 __idempotent_scope,
                 __idempotent_fingerprint,
                 __idempotent_body,

@@ -152,7 +152,7 @@ pub fn typed<R, F: core::future::Future<Output = R>>(future: F) -> F {
 #[cfg(feature = "axum")]
 pub use crate::service::IDEMPOTENCY_KEY_HEADER;
 #[cfg(feature = "axum")]
-pub use crate::service::head::RequestHead;
+pub use crate::service::head::{HeadWithHeaders, RequestHead};
 #[cfg(feature = "axum")]
 pub use crate::service::options::HttpOptions;
 #[cfg(feature = "axum")]
@@ -229,7 +229,7 @@ pub fn into_response<R: HandlerResponse>(value: R) -> Response {
 pub async fn execute_http<S, O, F>(
     store: S,
     options: O,
-    head: &RequestHead,
+    mut head: RequestHead,
     scope: Option<String>,
     fingerprint: Result<Fingerprint, Error>,
     handler: F,
@@ -239,7 +239,7 @@ where
     O: AsRef<HttpOptions> + Send + 'static,
     F: core::future::Future<Output = Response> + Send + 'static,
 {
-    let key = head.key(options.as_ref());
+    let key = head.take_key(options.as_ref());
     crate::service::run(store, options, scope, key, fingerprint, handler).await
 }
 
@@ -250,7 +250,7 @@ where
 pub async fn execute_http_transactional<S, O, H, F>(
     store: S,
     options: O,
-    head: RequestHead,
+    mut head: RequestHead,
     scope: Option<String>,
     fingerprint: Result<Fingerprint, Error>,
     handler: H,
@@ -261,7 +261,7 @@ where
     H: FnOnce(S::Transaction) -> F,
     F: core::future::Future<Output = (S::Transaction, Response)>,
 {
-    let key = head.key(options.as_ref());
+    let key = head.take_key(options.as_ref());
     crate::service::run_transactional(store, options, scope, key, fingerprint, handler).await
 }
 

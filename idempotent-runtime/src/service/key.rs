@@ -1,5 +1,7 @@
 //! Reading the idempotency key from request headers, and the [`IdempotencyKey`] extractor.
 
+use std::borrow::Cow;
+
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::HeaderMap;
 use http::request::Parts;
@@ -53,12 +55,12 @@ pub fn key_from_headers(
     }
     let bytes = value.as_bytes();
     let bytes = match bytes {
-        [b'"', ..] => unquote(bytes).ok_or_else(|| {
+        [b'"', ..] => unquote(bytes).map(Cow::Owned).ok_or_else(|| {
             Problem::invalid_key(format!(
                 "the `{name}` header starts with `\"` but is not a valid quoted string (RFC 8941 sf-string)"
             ))
         })?,
-        _ => bytes.to_vec(),
+        _ => Cow::Borrowed(bytes),
     };
     IdempotencyKey::from_bytes(&bytes)
         .map(Some)

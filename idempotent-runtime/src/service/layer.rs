@@ -331,9 +331,9 @@ where
         Box::pin(async move {
             let grpc = super::grpc::is_grpc(request.headers());
             let (parts, body) = request.into_parts();
-            let head = RequestHead::from_parts(&parts);
+            let mut head = RequestHead::read(&parts, layer.options.header.clone());
             // The key first: a bad key is a 400 whatever the body.
-            let answer = match head.key(&layer.options) {
+            let answer = match head.take_key(&layer.options) {
                 Ok(Some(key)) => layer.protect(inner, parts, body, &head, key).await,
                 Ok(None) => return pass(inner, Request::from_parts(parts, body)).await,
                 Err(problem) => super::reject(&layer.options, problem),

@@ -3,8 +3,9 @@
 //! Keys are spread over shards (128 by default), each an insertion-ordered hash map behind its
 //! own short-held mutex; no lock is ever held across an `.await` or while another is taken.
 //! There is no background task: expiry is lazy (an expired record is treated as absent when
-//! met) plus amortized sweeping (every call on a shard looks at the next two records of that
-//! shard's sweep cursor and drops them if they expired). A capacity bound on entries and on
+//! met) plus amortized sweeping in rounds (while a round is due, every call on a shard looks
+//! at the next two records of that shard's sweep cursor and drops them if they expired; a
+//! round that went over the shard waits for the earliest expiry it saw). A capacity bound on entries and on
 //! payload bytes refuses new claims with [`Error::CapacityExceeded`] — after one sweep of every
 //! shard that may hold expired records — and never evicts a live record, since eviction would
 //! let a retry run a side effect twice.
@@ -145,6 +146,23 @@ struct Shard {
     cursor: usize,
     /// No record in this shard expires before this instant (milliseconds of the clock).
     earliest_expiry: u64,
+    /// When amortized sweeping next goes round the shard: the earliest expiry the last round
+    /// saw, lowered by every completion since (see [`Inner::sweep`]).
+    next_round: u64,
+    /// The earliest expiry of the records the round in progress has seen live, and of the
+    /// expiries set since it began.
+    round_min: u64,
+    /// Records looked at by amortized sweeping, for tests.
+    #[cfg(test)]
+    looked_at: usize,
+}
+
+impl Shard {
+    /// A record's expiry is now `at`: no bound may stay above it.
+    fn expires(&mut self, at: u64) {
+        self.earliest_expiry = self.earliest_expiry.min(at);
+        self.round_min = self.round_min.min(at);
+    }
 }
 
 /// One record: 104 bytes and the payload — a 112-byte allocation (a unit test pins it). The
@@ -271,19 +289,7 @@ impl MemoryStore {
         for shard in &*self.inner.shards {
             let mut shard = shard.0.lock();
             if shard.earliest_expiry <= now {
-                let len = shard.records.len();
-                self.inner.sweep(&mut shard, now, len);
-                #[cfg(feature = "tracing")]
-                tracing::trace!(
-                    dropped = len - shard.records.len(),
-                    "memory store swept a shard"
-                );
-                shard.earliest_expiry = shard
-                    .records
-                    .values()
-                    .map(|r| r.expires_at())
-                    .min()
-                    .unwrap_or(u64::MAX);
+                self.inner.sweep_all(&mut shard, now);
             }
         }
     }
@@ -344,7 +350,13 @@ impl MemoryStore {
                 shard.records.insert(key.clone(), Box::new(fresh()));
             }
             shard.counter = counter;
-            shard.earliest_expiry = shard.earliest_expiry.min(now.saturating_add(lease));
+            let expiry = now.saturating_add(lease);
+            shard.expires(expiry);
+            // A claim does not bring the next round forward (it is seen by that round, or
+            // completes and lowers it then), unless none is due: then it is the first due.
+            if shard.next_round == u64::MAX {
+                shard.next_round = expiry;
+            }
             return Ok(InsertResult::Claimed {
                 fencing_token: token,
                 entry,
@@ -373,8 +385,10 @@ impl MemoryStore {
         let response = entry.into_response();
         let added = response.as_ref().map_or(0, CachedResponse::size);
         self.inner.reserve(&mut shard.bytes, 0, added)?;
-        record.complete(response, now.saturating_add(ttl));
-        shard.earliest_expiry = shard.earliest_expiry.min(now.saturating_add(ttl));
+        let expiry = now.saturating_add(ttl);
+        record.complete(response, expiry);
+        shard.expires(expiry);
+        shard.next_round = shard.next_round.min(expiry);
         Ok(())
     }
 
@@ -388,6 +402,10 @@ impl MemoryStore {
         if let Some((index, stored_key, _)) = shard.records.get_full(key) {
             let bytes = stored_key.as_str().len();
             shard.records.swap_remove_index(index);
+            // The last record moved into `index`, maybe behind the round's cursor.
+            if let Some(moved) = shard.records.get_index(index).map(|(_, r)| r.expires_at()) {
+                shard.expires(moved);
+            }
             self.inner.unreserve(&mut shard.bytes, 1, bytes);
         }
         Ok(())
@@ -406,7 +424,9 @@ impl MemoryStore {
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // only an in-flight claim has a lease
         }
-        record.expire_at(now.saturating_add(lease));
+        let expiry = now.saturating_add(lease);
+        record.expire_at(expiry);
+        shard.expires(expiry);
         Ok(())
     }
 
@@ -456,31 +476,65 @@ impl Inner {
         *shard_bytes = shard_bytes.saturating_sub(bytes);
     }
 
-    /// Looks at up to `budget` records from the shard's cursor and drops the dead ones.
+    /// Drops every dead record of `shard`; the next round is due at the earliest expiry left.
+    fn sweep_all(&self, shard: &mut Shard, now: u64) {
+        let (mut entries, mut bytes, mut earliest) = (0, 0, u64::MAX);
+        shard.records.retain(|key, record| {
+            if record.is_live(now) {
+                earliest = earliest.min(record.expires_at());
+                true
+            } else {
+                entries += 1;
+                bytes += record.payload_bytes(key);
+                false
+            }
+        });
+        self.unreserve(&mut shard.bytes, entries, bytes);
+        #[cfg(feature = "tracing")]
+        tracing::trace!(dropped = entries, "memory store swept a shard");
+        shard.earliest_expiry = earliest;
+        shard.next_round = earliest;
+        shard.round_min = u64::MAX;
+        shard.cursor = 0;
+    }
+
+    /// Looks at up to `budget` records from the shard's cursor and drops the dead ones, while a
+    /// round is due.
+    ///
+    /// A round goes once over the shard, then waits until the earliest expiry it saw (and any
+    /// completion's since): until then nothing it saw can have died, so looking again would
+    /// only cost a cache miss per record. Claims made since do not bring it forward — most
+    /// complete within their lease, and the next round sees the rest — so a claim whose lease
+    /// lapsed is dropped by the next round, no later than the shard's earliest completed
+    /// record expires (or when its key is claimed again; the capacity bound sweeps it at once).
     fn sweep(&self, shard: &mut Shard, now: u64, budget: usize) {
-        if shard.earliest_expiry > now {
+        if shard.next_round > now {
             return;
         }
         for _ in 0..budget {
-            let len = shard.records.len();
-            if len == 0 {
+            if shard.cursor >= shard.records.len() {
+                // The round is over.
+                shard.cursor = 0;
+                shard.next_round = shard.round_min;
+                shard.round_min = u64::MAX;
                 return;
             }
-            if shard.cursor >= len {
-                shard.cursor = 0;
+            #[cfg(test)]
+            {
+                shard.looked_at += 1;
             }
-            let dead = shard
-                .records
-                .get_index(shard.cursor)
-                .filter(|(_, record)| !record.is_live(now))
-                .map(|(key, record)| record.payload_bytes(key));
-            match dead {
-                Some(bytes) => {
-                    // The last record moves into the cursor's slot; look at it next.
-                    shard.records.swap_remove_index(shard.cursor);
-                    self.unreserve(&mut shard.bytes, 1, bytes);
-                }
-                None => shard.cursor += 1,
+            let Some((key, record)) = shard.records.get_index(shard.cursor) else {
+                return;
+            };
+            if record.is_live(now) {
+                let expiry = record.expires_at();
+                shard.round_min = shard.round_min.min(expiry);
+                shard.cursor += 1;
+            } else {
+                let bytes = record.payload_bytes(key);
+                // The last record moves into the cursor's slot; look at it next.
+                shard.records.swap_remove_index(shard.cursor);
+                self.unreserve(&mut shard.bytes, 1, bytes);
             }
         }
     }
@@ -565,6 +619,82 @@ impl IdempotencyStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::MemoryStore;
+    use crate::{
+        CachedResponse, DefaultFingerprintStrategy, FingerprintStrategy, IdempotencyEntry,
+        IdempotencyKey, InsertResult, ManualClock,
+    };
+
+    /// Claims and completes `key` (lease 1 s, TTL 10 min).
+    fn claim_complete(store: &MemoryStore, key: &str) {
+        let key = IdempotencyKey::new(key).expect("key");
+        let fingerprint = DefaultFingerprintStrategy.compute("op", key.as_str().as_bytes());
+        let entry = IdempotencyEntry::new(fingerprint)
+            .with_lease(Duration::from_secs(1))
+            .with_ttl(Duration::from_secs(600));
+        let Ok(InsertResult::Claimed {
+            fencing_token,
+            entry,
+        }) = store.insert(&key, entry)
+        else {
+            panic!("{key:?} not claimed");
+        };
+        store
+            .complete_sync(
+                &key,
+                entry.complete(CachedResponse::from("ok")),
+                fencing_token,
+            )
+            .expect("completed");
+    }
+
+    fn looked_at(store: &MemoryStore) -> usize {
+        store.inner.shards[0].0.lock().looked_at
+    }
+
+    /// Once a round has seen every record live, sweeping waits for the earliest expiry it saw:
+    /// it does not look at the same live records on every call (a cache miss each) just
+    /// because some claim's lease has passed.
+    #[test]
+    fn a_round_that_finds_every_record_live_waits_for_the_earliest_expiry() {
+        let clock = Arc::new(ManualClock::new());
+        let store = MemoryStore::builder()
+            .shards(1)
+            .clock(clock.clone())
+            .build();
+        for i in 0..50 {
+            claim_complete(&store, &format!("a-{i}"));
+        }
+        // Past every claim's lease, long before any TTL: a round is due, and finds all live.
+        clock.advance(Duration::from_secs(2));
+        for i in 0..100 {
+            claim_complete(&store, &format!("b-{i}"));
+        }
+        let after_the_round = looked_at(&store);
+        assert!(
+            after_the_round >= 50,
+            "the round looked at {after_the_round}"
+        );
+        for i in 0..100 {
+            claim_complete(&store, &format!("c-{i}"));
+        }
+        assert_eq!(
+            looked_at(&store),
+            after_the_round,
+            "live records looked at again"
+        );
+        assert_eq!(store.len(), 250);
+        // Past the TTLs: the next round drops every record, a few per call.
+        clock.advance(Duration::from_secs(600));
+        for i in 0..200 {
+            claim_complete(&store, &format!("d-{i}"));
+        }
+        assert_eq!(store.len(), 200);
+    }
+
     /// A boxed record is one allocation of the allocator's 112-byte class (104 bytes and the
     /// 8 of malloc's header): one byte more and every record costs 16 more.
     #[test]

@@ -87,6 +87,10 @@ impl MemoryStoreBuilder {
                     counter: start,
                     cursor: 0,
                     earliest_expiry: u64::MAX,
+                    next_round: u64::MAX,
+                    round_min: u64::MAX,
+                    #[cfg(test)]
+                    looked_at: 0,
                 }))
             })
             .collect();
