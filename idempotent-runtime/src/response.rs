@@ -1,5 +1,7 @@
 //! [`CachedResponse`]: what is replayed to a retry.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// A stored result: a status, ordered metadata (name → bytes pairs; repeats kept) and a body.
@@ -22,9 +24,11 @@ use bytes::Bytes;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedResponse {
     status: u16,
-    /// A boxed slice, not a `Vec`: no capacity word, so a stored record is 8 bytes smaller
-    /// (and the memory store's record fits the allocator's next smaller size class).
-    headers: Box<[(String, Bytes)]>,
+    /// Shared, so a clone (the protocol keeps one to retry a completion) allocates nothing;
+    /// `None` when there are none (most plain-mode results: no allocation at all). Not a
+    /// `Vec`: no capacity word, so a stored record is 8 bytes smaller (and the memory store's
+    /// record fits the allocator's next smaller size class).
+    headers: Option<Arc<[(String, Bytes)]>>,
     body: Bytes,
 }
 
@@ -34,7 +38,7 @@ impl CachedResponse {
     pub fn new(status: u16, body: impl Into<Bytes>) -> Self {
         Self {
             status,
-            headers: Box::default(),
+            headers: None,
             body: body.into(),
         }
     }
@@ -48,16 +52,15 @@ impl CachedResponse {
     /// Appends metadata pairs at once (one allocation, where [`Self::with_header`] makes one
     /// per pair).
     pub(crate) fn with_headers(self, more: Vec<(String, Bytes)>) -> Self {
-        if self.headers.is_empty() {
-            return Self {
-                headers: more.into_boxed_slice(),
-                ..self
-            };
+        if more.is_empty() {
+            return self;
         }
-        let mut headers = self.headers.into_vec();
-        headers.extend(more);
+        let headers = match self.headers {
+            None => more,
+            Some(headers) => headers.iter().cloned().chain(more).collect(),
+        };
         Self {
-            headers: headers.into_boxed_slice(),
+            headers: Some(headers.into()),
             ..self
         }
     }
@@ -71,7 +74,7 @@ impl CachedResponse {
     /// The metadata pairs, in the order they were added.
     #[must_use]
     pub fn headers(&self) -> &[(String, Bytes)] {
-        &self.headers
+        self.headers.as_deref().unwrap_or_default()
     }
 
     /// The body.
@@ -97,7 +100,7 @@ impl CachedResponse {
     pub fn size(&self) -> usize {
         self.body.len()
             + self
-                .headers
+                .headers()
                 .iter()
                 .map(|(n, v)| n.len() + v.len())
                 .sum::<usize>()

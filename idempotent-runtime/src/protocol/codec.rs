@@ -1,5 +1,8 @@
 //! How a handler's result becomes a stored [`CachedResponse`] and back: [`ResultCodec`].
 
+use std::cell::RefCell;
+
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -50,13 +53,39 @@ const OK: u16 = 200;
 /// Status of a stored `Err` value in plain mode with `cache_errors`.
 const ERR: u16 = 500;
 
+/// A buffer of this thread's kept for the next encoding unless it grew past this.
+const KEPT_BUFFER: usize = 64 << 10;
+
+thread_local! {
+    /// Where results are encoded: `serde_json::to_vec` grows a fresh vector from 128 bytes
+    /// by doubling (two reallocations for a 300-byte result) and then another allocation
+    /// when it becomes `Bytes`; from here the body is copied once into an exact one.
+    static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 fn encode_json<V: Serialize>(status: u16, value: &V, max_body: usize) -> Disposition {
-    match serde_json::to_vec(value) {
-        Ok(body) if body.len() <= max_body => {
-            Disposition::Complete(CachedResponse::new(status, body))
+    let fits = |body: &[u8]| body.len() <= max_body;
+    ENCODED.with(|cell| {
+        // Taken only here, never across a call out but `serialize`; if a `Serialize` impl
+        // encodes a result itself, the inner one gets a vector of its own.
+        let Ok(mut buffer) = cell.try_borrow_mut() else {
+            return match serde_json::to_vec(value) {
+                Ok(body) if fits(&body) => Disposition::Complete(CachedResponse::new(status, body)),
+                Ok(_) | Err(_) => Disposition::NotReplayable,
+            };
+        };
+        buffer.clear();
+        let disposition = match serde_json::to_writer(&mut *buffer, value) {
+            Ok(()) if fits(&buffer) => {
+                Disposition::Complete(CachedResponse::new(status, Bytes::copy_from_slice(&buffer)))
+            }
+            Ok(()) | Err(_) => Disposition::NotReplayable,
+        };
+        if buffer.capacity() > KEPT_BUFFER {
+            *buffer = Vec::new();
         }
-        Ok(_) | Err(_) => Disposition::NotReplayable,
-    }
+        disposition
+    })
 }
 
 fn decode_json<V: DeserializeOwned>(response: &CachedResponse) -> Result<V, Error> {
@@ -130,5 +159,55 @@ where
 
     fn error(error: Error) -> Result<T, E> {
         Err(E::from(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Disposition, ENCODED, KEPT_BUFFER, encode_json};
+
+    fn body(disposition: &Disposition) -> Vec<u8> {
+        match disposition {
+            Disposition::Complete(response) => response.body().to_vec(),
+            _ => panic!("not stored"),
+        }
+    }
+
+    /// The thread's buffer is emptied before each encoding: a short result after a long one
+    /// carries none of its bytes.
+    #[test]
+    fn a_short_result_after_a_long_one_is_only_itself() {
+        assert_eq!(
+            body(&encode_json(200, &"x".repeat(1000), usize::MAX)).len(),
+            1002
+        );
+        assert_eq!(body(&encode_json(200, &"ab", usize::MAX)), b"\"ab\"");
+        assert!(matches!(
+            encode_json(200, &"x".repeat(100), 10),
+            Disposition::NotReplayable
+        ));
+    }
+
+    /// A value whose `Serialize` encodes another result meanwhile (the buffer is taken): both
+    /// are encoded whole.
+    #[test]
+    fn a_result_encoded_while_encoding_gets_a_buffer_of_its_own() {
+        struct Nested;
+        impl serde::Serialize for Nested {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let inner = body(&encode_json(200, &[1, 2, 3], usize::MAX));
+                serializer.serialize_str(&String::from_utf8_lossy(&inner))
+            }
+        }
+        assert_eq!(body(&encode_json(200, &Nested, usize::MAX)), b"\"[1,2,3]\"");
+    }
+
+    /// A buffer that grew for a large result is given back, not kept for the thread's life.
+    #[test]
+    fn a_buffer_grown_for_a_large_result_is_not_kept() {
+        let _ = encode_json(200, &"x".repeat(KEPT_BUFFER * 2), usize::MAX);
+        assert_eq!(ENCODED.with(|cell| cell.borrow().capacity()), 0);
+        let _ = encode_json(200, &"x".repeat(100), usize::MAX);
+        assert!(ENCODED.with(|cell| cell.borrow().capacity()) > 0);
     }
 }

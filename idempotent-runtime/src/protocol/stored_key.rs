@@ -38,3 +38,33 @@ pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -
     part(key.as_str().as_bytes());
     StoredKey::from_digest(&hasher.finalize().into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::storage_key;
+    use crate::IdempotencyKey;
+
+    /// The stored keys of v1, pinned: a change would orphan every stored record.
+    #[test]
+    fn stored_keys_are_unchanged() {
+        let key = IdempotencyKey::new("order-42").expect("key");
+        let long = IdempotencyKey::new(&"k".repeat(255)).expect("key");
+        let cases = [
+            (
+                storage_key("orders.pay", None, &key),
+                "f8c91d18b87e8c931b6f7da2a7964cfd966d43bd7d2d73b2e084d6f1601e07f1",
+            ),
+            (
+                storage_key("orders.pay", Some("alice"), &key),
+                "d1ee83cded33e3b281a9b06f0f4fda3147e8defc9493f693441ea4b489b89f55",
+            ),
+            (
+                storage_key("orders.pay", Some("alice"), &long),
+                "0d5bff884ca42f6b20c451cb331ab03c1aa1ae45d244cfb08a94e484ed9bafb8",
+            ),
+        ];
+        for (stored, golden) in cases {
+            assert_eq!(stored.as_str(), golden);
+        }
+    }
+}

@@ -17,11 +17,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use indexmap::IndexMap;
-
 mod builder;
+mod table;
 
 pub use builder::MemoryStoreBuilder;
+use table::Table;
 
 use crate::store::lifetimes;
 use crate::store::{
@@ -133,11 +133,11 @@ impl Budget {
 struct Padded<T>(T);
 
 struct Shard {
-    /// Boxed records keep the table's buckets small (32 bytes), so growing a shard moves
+    /// Boxed records keep the table's slots small (32 bytes), so growing a shard moves
     /// little memory and an idle slot costs little. (In place, records cost more: a 136-byte
-    /// bucket, doubled capacity — 268 B per record at a million, against 190 boxed — and a
+    /// slot, doubled capacity — 268 B per record at a million, against 190 boxed — and a
     /// shard's growth moves megabytes under its lock.)
-    records: IndexMap<IdempotencyKey, Box<Record>, foldhash::quality::RandomState>,
+    records: Table<Box<Record>>,
     /// The payload bytes of this shard's records.
     bytes: usize,
     /// The last fencing counter issued in this shard; every claim takes the next one.
@@ -294,11 +294,12 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, key: &IdempotencyKey) -> MutexGuard<'_, Shard> {
+    /// The shard of `key`, locked, and the key's hash: bits 32 and up pick the shard, the
+    /// shard's table uses the low bits and the top seven.
+    fn shard(&self, key: &IdempotencyKey) -> (MutexGuard<'_, Shard>, u64) {
         let hash = self.inner.hasher.hash_one(key);
-        // The high bits pick the shard; the map uses its own hasher for the low ones.
         let index = usize::try_from(hash >> 32).unwrap_or_default() % self.inner.shards.len();
-        self.inner.shards[index].0.lock()
+        (self.inner.shards[index].0.lock(), hash)
     }
 
     fn insert(
@@ -310,14 +311,14 @@ impl MemoryStore {
         let mut swept = false;
         loop {
             let now = self.inner.now();
-            let mut shard = self.shard(key);
+            let (mut shard, hash) = self.shard(key);
             self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
             let counter = shard.counter + 1;
             let token = FencingToken::new(counter, entry.claim_nonce());
             // Built only once the key is known to be free: a replay builds nothing.
             let fresh =
                 || Record::processing(entry.fingerprint(), token, now.saturating_add(lease));
-            if let Some(record) = shard.records.get_mut(key) {
+            if let Some(record) = shard.records.get_mut(hash, key) {
                 if record.is_live(now) {
                     if !record.is_completed() && record.token.nonce() == entry.claim_nonce() {
                         // This very claim, re-sent: the caller's own.
@@ -347,7 +348,18 @@ impl MemoryStore {
                         continue;
                     }
                 }
-                shard.records.insert(key.clone(), Box::new(fresh()));
+                if shard
+                    .records
+                    .insert(hash, key.clone(), Box::new(fresh()))
+                    .is_err()
+                {
+                    self.inner
+                        .unreserve(&mut shard.bytes, 1, key.as_str().len());
+                    return Err(Error::CapacityExceeded {
+                        limit: "entries per shard",
+                        max: u32::MAX as usize,
+                    });
+                }
             }
             shard.counter = counter;
             let expiry = now.saturating_add(lease);
@@ -372,10 +384,10 @@ impl MemoryStore {
     ) -> Result<(), Error> {
         let ttl = lifetimes::completion(&entry)?;
         let now = self.inner.now();
-        let mut guard = self.shard(key);
+        let (mut guard, hash) = self.shard(key);
         let shard = &mut *guard;
         self.inner.sweep(shard, now, SWEEP_PER_CALL);
-        let record = held_record(&mut shard.records, key, token, now)?;
+        let record = held_record(&mut shard.records, hash, key, token, now)?;
         if record.fingerprint != entry.fingerprint() {
             return Err(Error::FingerprintMismatch); // not this claim's request
         }
@@ -394,13 +406,13 @@ impl MemoryStore {
 
     fn release_sync(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
         let now = self.inner.now();
-        let mut shard = self.shard(key);
-        let record = held_record(&mut shard.records, key, token, now)?;
+        let (mut shard, hash) = self.shard(key);
+        let record = held_record(&mut shard.records, hash, key, token, now)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // a completed record is never released
         }
-        if let Some((index, stored_key, _)) = shard.records.get_full(key) {
-            let bytes = stored_key.as_str().len();
+        if let Some(index) = shard.records.position(hash, key) {
+            let bytes = key.as_str().len();
             shard.records.swap_remove_index(index);
             // The last record moved into `index`, maybe behind the round's cursor.
             if let Some(moved) = shard.records.get_index(index).map(|(_, r)| r.expires_at()) {
@@ -419,8 +431,8 @@ impl MemoryStore {
     ) -> Result<(), Error> {
         let lease = lifetimes::lease(lease)?;
         let now = self.inner.now();
-        let mut shard = self.shard(key);
-        let record = held_record(&mut shard.records, key, token, now)?;
+        let (mut shard, hash) = self.shard(key);
+        let record = held_record(&mut shard.records, hash, key, token, now)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // only an in-flight claim has a lease
         }
@@ -432,10 +444,10 @@ impl MemoryStore {
 
     fn get_sync(&self, key: &IdempotencyKey) -> Option<ExistingEntry> {
         let now = self.inner.now();
-        let shard = self.shard(key);
+        let (shard, hash) = self.shard(key);
         shard
             .records
-            .get(key)
+            .get(hash, key)
             .filter(|r| r.is_live(now))
             .map(|r| r.to_existing())
     }
@@ -443,12 +455,13 @@ impl MemoryStore {
 
 /// The live record of `key` if `token` names its claim.
 fn held_record<'a>(
-    records: &'a mut IndexMap<IdempotencyKey, Box<Record>, foldhash::quality::RandomState>,
+    records: &'a mut Table<Box<Record>>,
+    hash: u64,
     key: &IdempotencyKey,
     token: FencingToken,
     now: u64,
 ) -> Result<&'a mut Record, Error> {
-    match records.get_mut(key) {
+    match records.get_mut(hash, key) {
         Some(record) if record.is_live(now) && record.token == token => Ok(&mut **record),
         _ => Err(Error::StaleFencingToken),
     }

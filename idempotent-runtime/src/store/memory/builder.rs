@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use indexmap::IndexMap;
-
+use super::table::Table;
 use super::{Budget, Inner, MemoryStore, Padded, Shard};
 use crate::sync::Mutex;
 use crate::{Clock, SystemClock};
@@ -82,7 +81,7 @@ impl MemoryStoreBuilder {
         let shards = (0..self.shards)
             .map(|_| {
                 Padded(Mutex::new(Shard {
-                    records: IndexMap::with_hasher(foldhash::quality::RandomState::default()),
+                    records: Table::new(),
                     bytes: 0,
                     counter: start,
                     cursor: 0,
