@@ -83,7 +83,9 @@ where
         Err(e) => return reject(options.as_ref(), Problem::from(e)).into_response(),
     };
     let stores = options.as_ref().stores;
-    let handler = async move { Buffered::capture(handler.await, stores).await };
+    // Boxed once here: the future of an async fn keeps a copy of each future it is handed
+    // (rust-lang/rust#62958), and this one is handed down four levels before it is polled.
+    let handler = Box::pin(async move { Buffered::capture(handler.await, stores).await });
     run_with(store, options, scope, key, fingerprint, handler)
         .await
         .into_response()

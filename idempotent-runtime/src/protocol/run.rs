@@ -47,7 +47,10 @@ where
     };
     let replayable = completed.response().is_some();
     let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
-    match complete_with_retry(store, key, completed, token).await {
+    // Awaited before the match: a future in a match's scrutinee stays in this future's state
+    // through every arm's own awaits.
+    let stored = complete_with_retry(store, key, completed, token).await;
+    match stored {
         Err(Error::StaleFencingToken) => {
             superseded::<R, C>(observer, store, key, fingerprint).await
         }

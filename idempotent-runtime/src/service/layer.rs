@@ -410,7 +410,8 @@ impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
         };
         let request = Request::from_parts(parts, LayerBody::buffered(bytes, trailers));
         let stores = self.options.stores;
-        let handler = async move {
+        // Boxed once, as `service::run` does.
+        let handler = Box::pin(async move {
             match inner.call(request).await {
                 Ok(response) => Buffered::capture(response, stores).await,
                 Err(e) => Problem::new(
@@ -419,7 +420,7 @@ impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
                 )
                 .into(),
             }
-        };
+        });
         super::run_with(self.store, self.options, scope, key, fingerprint, handler).await
     }
 }
