@@ -1,14 +1,14 @@
 //! [`MemoryStore`]: the embedded default store, sharded and bounded.
 //!
-//! Keys are spread over shards (128 by default), each an insertion-ordered hash map behind its
-//! own short-held mutex; no lock is ever held across an `.await` or while another is taken.
+//! Keys are spread over shards (128 by default), each a dense table of records behind its own
+//! short-held mutex; no lock is ever held across an `.await` or while another is taken.
 //! There is no background task: expiry is lazy (an expired record is treated as absent when
 //! met) plus amortized sweeping in rounds (while a round is due, every call on a shard looks
 //! at the next two records of that shard's sweep cursor and drops them if they expired; a
-//! round that went over the shard waits for the earliest expiry it saw). A capacity bound on entries and on
-//! payload bytes refuses new claims with [`Error::CapacityExceeded`] — after one sweep of every
-//! shard that may hold expired records — and never evicts a live record, since eviction would
-//! let a retry run a side effect twice.
+//! round that went over the shard waits for the earliest expiry it saw). A capacity bound on
+//! entries and on payload bytes refuses new claims with [`Error::CapacityExceeded`] — after
+//! one sweep of every shard that may hold expired records — and never evicts a live record,
+//! since eviction would let a retry run a side effect twice.
 
 use std::fmt;
 use std::hash::BuildHasher;
