@@ -1,6 +1,7 @@
 //! Details of the protocol that mutation testing (`cargo mutants`, README "Testing") found
 //! no test for: what a running handler learns of its claim, the limit and the backoff of
-//! `Concurrency::Wait`, the largest result kept, the builder's `Debug`. Time is tokio's paused
+//! `Concurrency::Wait`, the largest result kept, a completion retried after the store was
+//! unreachable, the builder's `Debug`. Time is tokio's paused
 //! clock (the protocol and `SystemClock` read it), or a store's injected clock.
 
 use std::sync::Arc;
@@ -96,15 +97,18 @@ async fn a_refused_renewal_marks_the_claim_lost_before_its_local_lease_ends() {
     );
 }
 
-/// A `MemoryStore` that counts the lookups of a waiting request.
+/// A `MemoryStore` that counts lookups and completions, and can fail its first completion as
+/// unreachable (a reply lost before it applied).
 #[derive(Debug, Default)]
-struct CountingGets {
+struct Watched {
     inner: MemoryStore,
     gets: AtomicUsize,
+    completions: AtomicUsize,
+    fail_first_completion: bool,
 }
 
 #[async_trait::async_trait]
-impl IdempotencyStore for CountingGets {
+impl IdempotencyStore for Watched {
     async fn try_insert(
         &self,
         key: &IdempotencyKey,
@@ -119,6 +123,9 @@ impl IdempotencyStore for CountingGets {
         entry: IdempotencyEntry<Completed>,
         token: FencingToken,
     ) -> Result<(), Error> {
+        if self.completions.fetch_add(1, Ordering::SeqCst) == 0 && self.fail_first_completion {
+            return Err(Error::StoreUnavailable("injected: first completion".into()));
+        }
         self.inner.complete(key, entry, token).await
     }
 
@@ -143,7 +150,7 @@ impl IdempotencyStore for CountingGets {
 
 #[tokio::test(start_paused = true)]
 async fn waiting_gives_up_at_its_limit_and_polls_with_backoff() {
-    let store = Arc::new(CountingGets::default());
+    let store = Arc::new(Watched::default());
     let gate = Gate::new();
     let holder = tokio::spawn({
         let (store, gate) = (store.clone(), gate.clone());
@@ -233,4 +240,35 @@ fn the_builder_shows_its_operation_and_options() {
     ] {
         assert!(shown.contains(part), "{part} in {shown}");
     }
+}
+
+/// A completion retried after the store was unreachable stores the handler's whole result
+/// (the retry's entry is built again from it), and the retry replays it.
+#[tokio::test(start_paused = true)]
+async fn a_completion_retried_after_an_unreachable_store_stores_the_result() {
+    let store = Watched {
+        fail_first_completion: true,
+        ..Watched::default()
+    };
+    let runs = AtomicUsize::new(0);
+    let op = Idempotent::new("details.retried").store(&store);
+    let handler = || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, Error>(vec!["paid".to_owned(); 3])
+    };
+    let first = op.run(&key("retried"), &1, handler()).await;
+    assert_eq!(first.ok(), Some(vec!["paid".to_owned(); 3]));
+    assert_eq!(store.completions.load(Ordering::SeqCst), 2, "retried once");
+    let stored = store
+        .inner
+        .get(&storage_key("details.retried", None, &key("retried")))
+        .await;
+    let Ok(Some(ExistingEntry::Completed(done))) = stored else {
+        panic!("not completed: {stored:?}");
+    };
+    let body = done.response().map(|r| r.body().to_vec());
+    assert_eq!(body.as_deref(), Some(&b"[\"paid\",\"paid\",\"paid\"]"[..]));
+    let again = op.run(&key("retried"), &1, handler()).await;
+    assert_eq!(again.ok(), Some(vec!["paid".to_owned(); 3]));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "replayed, not run again");
 }
