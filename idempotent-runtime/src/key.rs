@@ -111,13 +111,11 @@ impl IdempotencyKey {
         }
         // Every byte at once first (no early exit, so the compiler checks 32 per instruction);
         // where the bad byte is, only when there is one.
-        let outside = key
-            .iter()
-            .fold(false, |bad, &b| bad | !(0x21..=0x7e).contains(&b));
-        if !outside {
+        let invisible = |b: &u8| !(0x21..=0x7e).contains(b);
+        if !key.iter().fold(false, |bad, b| bad | invisible(b)) {
             return Ok(());
         }
-        match key.iter().position(|b| !(0x21..=0x7e).contains(b)) {
+        match key.iter().position(invisible) {
             Some(position) => Err(KeyError::InvalidByte {
                 byte: key[position],
                 position,

@@ -65,27 +65,27 @@ thread_local! {
 
 fn encode_json<V: Serialize>(status: u16, value: &V, max_body: usize) -> Disposition {
     let fits = |body: &[u8]| body.len() <= max_body;
-    ENCODED.with(|cell| {
+    let body = ENCODED.with(|cell| {
         // Taken only here, never across a call out but `serialize`; if a `Serialize` impl
         // encodes a result itself, the inner one gets a vector of its own.
         let Ok(mut buffer) = cell.try_borrow_mut() else {
-            return match serde_json::to_vec(value) {
-                Ok(body) if fits(&body) => Disposition::Complete(CachedResponse::new(status, body)),
-                Ok(_) | Err(_) => Disposition::NotReplayable,
-            };
+            return serde_json::to_vec(value)
+                .ok()
+                .filter(|body| fits(body))
+                .map(Bytes::from);
         };
         buffer.clear();
-        let disposition = match serde_json::to_writer(&mut *buffer, value) {
-            Ok(()) if fits(&buffer) => {
-                Disposition::Complete(CachedResponse::new(status, Bytes::copy_from_slice(&buffer)))
-            }
-            Ok(()) | Err(_) => Disposition::NotReplayable,
-        };
+        let encoded = serde_json::to_writer(&mut *buffer, value).is_ok() && fits(&buffer);
+        let body = encoded.then(|| Bytes::copy_from_slice(&buffer));
         if buffer.capacity() > KEPT_BUFFER {
             *buffer = Vec::new();
         }
-        disposition
-    })
+        body
+    });
+    match body {
+        Some(body) => Disposition::Complete(CachedResponse::new(status, body)),
+        None => Disposition::NotReplayable,
+    }
 }
 
 fn decode_json<V: DeserializeOwned>(response: &CachedResponse) -> Result<V, Error> {

@@ -1,6 +1,5 @@
 //! [`RequestHead`]: what the fingerprint and the key need from a request besides its content.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 
 use axum::extract::{FromRequestParts, MatchedPath};
@@ -43,18 +42,25 @@ impl Route {
 enum KeySource {
     /// Read from the header `header` when the head was taken.
     Read {
-        header: Cow<'static, str>,
+        header: &'static str,
         key: Result<Option<IdempotencyKey>, Problem>,
     },
+    /// Read by the caller, for its own options (the layer).
+    Given(Result<Option<IdempotencyKey>, Problem>),
     /// The request's headers, for a header named at run time.
     Headers(HeaderMap),
 }
 
 impl RequestHead {
     /// The head of the request `parts`, its key read from the `header` header.
-    pub(crate) fn read(parts: &Parts, header: Cow<'static, str>) -> Self {
-        let key = key_from_headers(&parts.headers, &header);
+    pub(crate) fn read(parts: &Parts, header: &'static str) -> Self {
+        let key = key_from_headers(&parts.headers, header);
         Self::of(parts, KeySource::Read { header, key })
+    }
+
+    /// The head of the request `parts` with the key its caller read (`key_from_headers`).
+    pub(crate) fn with_key(parts: &Parts, key: Result<Option<IdempotencyKey>, Problem>) -> Self {
+        Self::of(parts, KeySource::Given(key))
     }
 
     fn of(parts: &Parts, key: KeySource) -> Self {
@@ -96,6 +102,7 @@ impl RequestHead {
             KeySource::Read { header, key } if options.header == *header => {
                 std::mem::replace(key, Ok(None))
             }
+            KeySource::Given(key) => std::mem::replace(key, Ok(None)),
             // Generated code takes the head for the header its options name, so this is
             // unreachable; were it reached, nothing runs (a server error, not the client's).
             KeySource::Read { header, .. } => {
@@ -121,7 +128,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestHead {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(Self::read(parts, Cow::Borrowed(IDEMPOTENCY_KEY_HEADER)))
+        Ok(Self::read(parts, IDEMPOTENCY_KEY_HEADER))
     }
 }
 
@@ -150,8 +157,6 @@ impl<S: Send + Sync> FromRequestParts<S> for HeadWithHeaders {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use http::Request;
 
     use super::{HttpOptions, RequestHead};
@@ -170,7 +175,7 @@ mod tests {
     #[test]
     fn the_key_is_read_once_from_the_header_the_head_was_taken_for() {
         let options = HttpOptions::new("op", "idempotency-key");
-        let mut head = RequestHead::read(&parts(Some("k-1")), Cow::Borrowed("idempotency-key"));
+        let mut head = RequestHead::read(&parts(Some("k-1")), "idempotency-key");
         let key = head.take_key(&options).expect("valid").expect("present");
         assert_eq!(key.as_str(), "k-1");
         let again = head.take_key(&options).map_err(|p| p.kind());
@@ -180,7 +185,7 @@ mod tests {
     #[test]
     fn a_head_taken_for_another_header_runs_nothing() {
         let options = HttpOptions::new("op", "x-key");
-        let mut head = RequestHead::read(&parts(Some("k-1")), Cow::Borrowed("idempotency-key"));
+        let mut head = RequestHead::read(&parts(Some("k-1")), "idempotency-key");
         let problem = head.take_key(&options).expect_err("refused");
         assert_eq!(problem.kind(), ProblemKind::Internal);
         assert!(problem.detail().contains("`x-key`"), "{}", problem.detail());

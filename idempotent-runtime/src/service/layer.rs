@@ -331,7 +331,8 @@ where
         Box::pin(async move {
             let grpc = super::grpc::is_grpc(request.headers());
             let (parts, body) = request.into_parts();
-            let mut head = RequestHead::read(&parts, layer.options.header.clone());
+            let key = super::key_from_headers(&parts.headers, &layer.options.header);
+            let mut head = RequestHead::with_key(&parts, key);
             // The key first: a bad key is a 400 whatever the body.
             let answer = match head.take_key(&layer.options) {
                 Ok(Some(key)) => layer.protect(inner, parts, body, &head, key).await,

@@ -69,10 +69,7 @@ impl<V> Table<V> {
             return Err(value);
         };
         self.slots.push(Slot { hash, key, value });
-        let slots = &self.slots;
-        self.index.insert_unique(hash, at, |&at| {
-            slots.get(at as usize).map_or(0, |slot| slot.hash)
-        });
+        self.index.insert_unique(hash, at, hash_at(&self.slots));
         Ok(())
     }
 
@@ -102,13 +99,16 @@ impl<V> Table<V> {
             return;
         }
         self.index.clear();
-        let slots = &self.slots;
-        for (at, slot) in (0u32..).zip(slots) {
-            self.index.insert_unique(slot.hash, at, |&at| {
-                slots.get(at as usize).map_or(0, |slot| slot.hash)
-            });
+        for (at, slot) in (0u32..).zip(&self.slots) {
+            self.index
+                .insert_unique(slot.hash, at, hash_at(&self.slots));
         }
     }
+}
+
+/// The hash of the slot at a position, for the index to rehash with.
+fn hash_at<V>(slots: &[Slot<V>]) -> impl Fn(&u32) -> u64 + '_ {
+    |&at| slots.get(at as usize).map_or(0, |slot| slot.hash)
 }
 
 #[cfg(test)]
