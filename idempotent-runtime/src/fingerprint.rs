@@ -7,10 +7,11 @@
 
 use std::fmt;
 
-use xxhash_rust::xxh3::Xxh3;
-
+mod sink;
 #[cfg(feature = "serde")]
 mod value;
+
+use sink::Sink;
 
 /// Domain tag written first, so a fingerprint never equals a hash made for another purpose.
 const DOMAIN: &[u8] = b"idempotent.fingerprint.v1";
@@ -193,23 +194,23 @@ impl DefaultFingerprintStrategy {
 /// ```
 #[derive(Clone)]
 pub struct FingerprintBuilder {
-    hasher: Xxh3,
+    sink: Sink,
 }
 
 impl FingerprintBuilder {
     /// Starts a fingerprint of `operation`.
     #[must_use]
     pub fn new(operation: &str) -> Self {
-        let mut hasher = Xxh3::new();
-        write_len_prefixed(&mut hasher, DOMAIN);
-        write_len_prefixed(&mut hasher, operation.as_bytes());
-        Self { hasher }
+        let mut builder = Self { sink: Sink::new() };
+        builder.len_prefixed(DOMAIN);
+        builder.len_prefixed(operation.as_bytes());
+        builder
     }
 
     /// Adds one part of raw bytes.
     pub fn bytes(&mut self, part: &[u8]) -> &mut Self {
-        self.hasher.update(&[0x00]);
-        write_len_prefixed(&mut self.hasher, part);
+        self.sink.update(&[0x00]);
+        self.len_prefixed(part);
         self
     }
 
@@ -222,17 +223,20 @@ impl FingerprintBuilder {
         &mut self,
         value: &T,
     ) -> Result<&mut Self, FingerprintError> {
-        self.hasher.update(&[0x01]);
-        let mut sink = value::Sink::new(&mut self.hasher);
-        value.serialize(value::ValueSerializer::new(&mut sink))?;
-        sink.flush();
+        self.sink.update(&[0x01]);
+        value.serialize(value::ValueSerializer::new(&mut self.sink))?;
         Ok(self)
     }
 
     /// The fingerprint of everything added so far.
     #[must_use]
     pub fn finish(&self) -> Fingerprint {
-        Fingerprint::from_u128(self.hasher.digest128())
+        Fingerprint::from_u128(self.sink.digest128_of())
+    }
+
+    fn len_prefixed(&mut self, bytes: &[u8]) {
+        self.sink.update(&(bytes.len() as u64).to_le_bytes());
+        self.sink.update(bytes);
     }
 }
 
@@ -240,11 +244,6 @@ impl fmt::Debug for FingerprintBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FingerprintBuilder").finish_non_exhaustive()
     }
-}
-
-fn write_len_prefixed(hasher: &mut Xxh3, bytes: &[u8]) {
-    hasher.update(&(bytes.len() as u64).to_le_bytes());
-    hasher.update(bytes);
 }
 
 /// A value could not be fingerprinted: its `Serialize` impl reported an error.
@@ -291,6 +290,30 @@ mod tests {
                 "{operation:?}"
             );
         }
+    }
+
+    /// Parts around and beyond the builder's buffer: a long operation name, a part longer
+    /// than the buffer after a short one, a part that ends exactly at the buffer's edge.
+    /// Pinned with the encoder that wrote every part straight into a streaming hasher.
+    #[test]
+    fn golden_fingerprints_of_parts_larger_than_the_buffer() {
+        let long = "o".repeat(300);
+        let mut a = FingerprintBuilder::new(&long);
+        a.bytes(b"x");
+        let mut b = FingerprintBuilder::new("op");
+        b.bytes(b"short").bytes(&[7; 1000]).bytes(b"after");
+        let mut c = FingerprintBuilder::new("op");
+        // 8 + 25 (domain) + 8 + 2 (op) + 1 + 8 + 204 = 256 bytes: the buffer exactly full.
+        c.bytes(&[1; 204]).bytes(b"");
+        let got = [a.finish(), b.finish(), c.finish()].map(|f| f.to_string());
+        assert_eq!(
+            got,
+            [
+                "2545f0e5080af8cff0983950c416cee1",
+                "b739faf488c6e2a78aef3f5a678356f4",
+                "3ed61c51bc69a417fefdda89c2b56733",
+            ]
+        );
     }
 
     const GOLDEN_EMPTY: &str = "175b34450e153d7b20a3d03b54b17708";

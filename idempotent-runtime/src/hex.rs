@@ -1,17 +1,27 @@
 //! Lowercase hex, for the hashed keys the runtime and the stores build.
 
-const DIGITS: &[u8; 16] = b"0123456789abcdef";
+/// The two digits of every byte: one load per byte instead of two nibbles looked up apart.
+const PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0xf]];
+        byte += 1;
+    }
+    pairs
+};
 
 /// Appends `bytes` to `out` as lowercase hex, two digits per byte.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     // Up to 32 bytes at a time into a buffer of digits, then one `push_str` (not a checked
     // `push` per digit).
-    let mut digits = [0u8; 64];
+    let mut digits = [[0u8; 2]; 32];
     for chunk in bytes.chunks(32) {
-        for (pair, &byte) in digits.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        for (pair, &byte) in digits.iter_mut().zip(chunk) {
+            *pair = PAIRS[usize::from(byte)];
         }
+        let digits = digits.as_flattened();
         // Hex digits are ASCII, so this is always `Ok`.
         if let Ok(text) = std::str::from_utf8(&digits[..2 * chunk.len()]) {
             out.push_str(text);

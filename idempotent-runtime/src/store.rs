@@ -1,5 +1,7 @@
 //! [`IdempotencyStore`]: the trait every backend implements, and its contract.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -416,42 +418,39 @@ pub trait IdempotencyStore: Send + Sync {
     }
 }
 
+/// What an `#[async_trait]` method of [`IdempotencyStore`] returns.
+type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+
+/// The keyed calls of a forwarding impl: `name(args after the key) -> output;` each.
+macro_rules! forward_calls {
+    ($($name:ident($($arg:ident: $arg_ty:ty),*) -> $out:ty;)*) => {$(
+        fn $name<'s, 'k, 'f>(
+            &'s self,
+            key: &'k IdempotencyKey,
+            $($arg: $arg_ty),*
+        ) -> StoreFuture<'f, $out>
+        where
+            's: 'f,
+            'k: 'f,
+            Self: 'f,
+        {
+            (**self).$name(key, $($arg),*)
+        }
+    )*};
+}
+
+/// A store behind a pointer is the store: each call hands back the pointee's own boxed future
+/// (written out by hand, as `#[async_trait]` expands it, so a call through `&S` or `Arc<S>` —
+/// the attribute's `store = …` — boxes once, not twice).
 macro_rules! forward_store {
     ($($ty:ty),*) => {$(
-        #[async_trait]
         impl<S: IdempotencyStore + ?Sized> IdempotencyStore for $ty {
-            async fn try_insert(
-                &self,
-                key: &IdempotencyKey,
-                entry: IdempotencyEntry<Processing>,
-            ) -> Result<InsertResult, Error> {
-                (**self).try_insert(key, entry).await
-            }
-
-            async fn complete(
-                &self,
-                key: &IdempotencyKey,
-                entry: IdempotencyEntry<Completed>,
-                token: FencingToken,
-            ) -> Result<(), Error> {
-                (**self).complete(key, entry, token).await
-            }
-
-            async fn release(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
-                (**self).release(key, token).await
-            }
-
-            async fn renew(
-                &self,
-                key: &IdempotencyKey,
-                token: FencingToken,
-                lease: Duration,
-            ) -> Result<(), Error> {
-                (**self).renew(key, token, lease).await
-            }
-
-            async fn get(&self, key: &IdempotencyKey) -> Result<Option<ExistingEntry>, Error> {
-                (**self).get(key).await
+            forward_calls! {
+                try_insert(entry: IdempotencyEntry<Processing>) -> InsertResult;
+                complete(entry: IdempotencyEntry<Completed>, token: FencingToken) -> ();
+                release(token: FencingToken) -> ();
+                renew(token: FencingToken, lease: Duration) -> ();
+                get() -> Option<ExistingEntry>;
             }
 
             fn kind(&self) -> &'static str {

@@ -8,10 +8,9 @@
 //! every NaN as one NaN. Type names are never written (renaming a type keeps fingerprints);
 //! field and variant names are.
 
-use serde::ser::{self, Serialize};
-use xxhash_rust::xxh3::{Xxh3, xxh3_128};
-
 use super::FingerprintError;
+use super::sink::Sink;
+use serde::ser::{self, Serialize};
 
 const UNIT: u8 = 0x10;
 const BOOL: u8 = 0x11;
@@ -33,105 +32,12 @@ impl ser::Error for FingerprintError {
     }
 }
 
-/// How many bytes a [`Sink`] gathers before it hands them to its hasher.
-const SINK: usize = 256;
-
-/// Where a value's encoding goes on its way into an xxh3 hash: gathered in a buffer and handed
-/// to the hasher a buffer at a time (an encoding is many writes of a few bytes, and each
-/// streaming `update` is dear), or, for a map entry that fits the buffer, hashed in one shot.
-/// The hash sees the same bytes in the same order either way: fingerprints do not change.
-pub(super) struct Sink<'h> {
-    buf: [u8; SINK],
-    len: usize,
-    hasher: Target<'h>,
+pub(super) struct ValueSerializer<'a> {
+    out: &'a mut Sink,
 }
 
-enum Target<'h> {
-    /// The fingerprint's own hasher.
-    Fingerprint(&'h mut Xxh3),
-    /// A map entry's: made the first time an entry outgrows the buffer, then reset and
-    /// reused for the map's later entries.
-    Entry(Option<Box<Xxh3>>),
-}
-
-impl<'h> Sink<'h> {
-    /// Into the fingerprint's `hasher`; [`Self::flush`] when done.
-    pub(super) fn new(hasher: &'h mut Xxh3) -> Self {
-        Self {
-            buf: [0; SINK],
-            len: 0,
-            hasher: Target::Fingerprint(hasher),
-        }
-    }
-
-    fn entry() -> Sink<'static> {
-        Sink {
-            buf: [0; SINK],
-            len: 0,
-            hasher: Target::Entry(None),
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > SINK {
-            self.spill();
-            if bytes.len() > SINK {
-                self.hasher.hasher().update(bytes);
-                return;
-            }
-        }
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
-    fn spill(&mut self) {
-        let len = std::mem::take(&mut self.len);
-        self.hasher.hasher().update(&self.buf[..len]);
-    }
-
-    /// Hands what is left to the fingerprint's hasher.
-    pub(super) fn flush(mut self) {
-        self.spill();
-    }
-
-    /// Starts the next entry.
-    fn reset(&mut self) {
-        self.len = 0;
-        if let Target::Entry(Some(hasher)) = &mut self.hasher {
-            hasher.reset();
-        }
-    }
-
-    /// The hash of every byte written since [`Self::reset`]: one shot while nothing spilled.
-    fn digest128(&mut self) -> u128 {
-        let rest = &self.buf[..self.len];
-        match &mut self.hasher {
-            Target::Entry(None) => xxh3_128(rest),
-            target => {
-                let hasher = target.hasher();
-                hasher.update(rest);
-                hasher.digest128()
-            }
-        }
-    }
-}
-
-impl Target<'_> {
-    /// The hasher a buffer spills into (an entry's is made here, the first time).
-    fn hasher(&mut self) -> &mut Xxh3 {
-        match self {
-            Target::Fingerprint(hasher) => hasher,
-            Target::Entry(hasher) => hasher.get_or_insert_with(|| Box::new(Xxh3::new())),
-        }
-    }
-}
-
-pub(super) struct ValueSerializer<'a, 'h> {
-    out: &'a mut Sink<'h>,
-}
-
-impl<'a, 'h> ValueSerializer<'a, 'h> {
-    pub(super) fn new(out: &'a mut Sink<'h>) -> Self {
+impl<'a> ValueSerializer<'a> {
+    pub(super) fn new(out: &'a mut Sink) -> Self {
         Self { out }
     }
 
@@ -160,11 +66,11 @@ impl<'a, 'h> ValueSerializer<'a, 'h> {
 }
 
 /// Sequences, tuples and the fields of tuple structs and tuple variants: order kept.
-pub(super) struct SeqSerializer<'a, 'h> {
-    out: &'a mut Sink<'h>,
+pub(super) struct SeqSerializer<'a> {
+    out: &'a mut Sink,
 }
 
-impl SeqSerializer<'_, '_> {
+impl SeqSerializer<'_> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FingerprintError> {
         self.out.update(&[ELEM]);
         value.serialize(ValueSerializer::new(self.out))
@@ -176,23 +82,23 @@ impl SeqSerializer<'_, '_> {
 }
 
 /// Maps, structs and struct variants: order-independent.
-pub(super) struct MapSerializer<'a, 'h> {
-    out: &'a mut Sink<'h>,
+pub(super) struct MapSerializer<'a> {
+    out: &'a mut Sink,
     sum: u128,
     count: u64,
     /// The entry being serialized, reset for each one.
-    entry: Sink<'static>,
+    entry: Sink,
     /// A key was serialized and its value not yet.
     pending: bool,
 }
 
-impl<'a, 'h> MapSerializer<'a, 'h> {
-    fn new(out: &'a mut Sink<'h>) -> Self {
+impl<'a> MapSerializer<'a> {
+    fn new(out: &'a mut Sink) -> Self {
         Self {
             out,
             sum: 0,
             count: 0,
-            entry: Sink::entry(),
+            entry: Sink::new(),
             pending: false,
         }
     }
@@ -244,16 +150,16 @@ impl<'a, 'h> MapSerializer<'a, 'h> {
     }
 }
 
-impl<'a, 'h> ser::Serializer for ValueSerializer<'a, 'h> {
+impl<'a> ser::Serializer for ValueSerializer<'a> {
     type Ok = ();
     type Error = FingerprintError;
-    type SerializeSeq = SeqSerializer<'a, 'h>;
-    type SerializeTuple = SeqSerializer<'a, 'h>;
-    type SerializeTupleStruct = SeqSerializer<'a, 'h>;
-    type SerializeTupleVariant = SeqSerializer<'a, 'h>;
-    type SerializeMap = MapSerializer<'a, 'h>;
-    type SerializeStruct = MapSerializer<'a, 'h>;
-    type SerializeStructVariant = MapSerializer<'a, 'h>;
+    type SerializeSeq = SeqSerializer<'a>;
+    type SerializeTuple = SeqSerializer<'a>;
+    type SerializeTupleStruct = SeqSerializer<'a>;
+    type SerializeTupleVariant = SeqSerializer<'a>;
+    type SerializeMap = MapSerializer<'a>;
+    type SerializeStruct = MapSerializer<'a>;
+    type SerializeStructVariant = MapSerializer<'a>;
 
     fn serialize_bool(mut self, v: bool) -> Result<(), FingerprintError> {
         self.tag(BOOL);
@@ -390,15 +296,12 @@ impl<'a, 'h> ser::Serializer for ValueSerializer<'a, 'h> {
         value.serialize(self)
     }
 
-    fn serialize_seq(
-        mut self,
-        _len: Option<usize>,
-    ) -> Result<SeqSerializer<'a, 'h>, FingerprintError> {
+    fn serialize_seq(mut self, _len: Option<usize>) -> Result<SeqSerializer<'a>, FingerprintError> {
         self.tag(SEQ);
         Ok(SeqSerializer { out: self.out })
     }
 
-    fn serialize_tuple(self, len: usize) -> Result<SeqSerializer<'a, 'h>, FingerprintError> {
+    fn serialize_tuple(self, len: usize) -> Result<SeqSerializer<'a>, FingerprintError> {
         self.serialize_seq(Some(len))
     }
 
@@ -406,7 +309,7 @@ impl<'a, 'h> ser::Serializer for ValueSerializer<'a, 'h> {
         self,
         _name: &'static str,
         len: usize,
-    ) -> Result<SeqSerializer<'a, 'h>, FingerprintError> {
+    ) -> Result<SeqSerializer<'a>, FingerprintError> {
         self.serialize_seq(Some(len))
     }
 
@@ -416,12 +319,12 @@ impl<'a, 'h> ser::Serializer for ValueSerializer<'a, 'h> {
         _index: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<SeqSerializer<'a, 'h>, FingerprintError> {
+    ) -> Result<SeqSerializer<'a>, FingerprintError> {
         self.variant(variant);
         self.serialize_seq(Some(len))
     }
 
-    fn serialize_map(self, _len: Option<usize>) -> Result<MapSerializer<'a, 'h>, FingerprintError> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<MapSerializer<'a>, FingerprintError> {
         Ok(MapSerializer::new(self.out))
     }
 
@@ -429,7 +332,7 @@ impl<'a, 'h> ser::Serializer for ValueSerializer<'a, 'h> {
         self,
         _name: &'static str,
         _len: usize,
-    ) -> Result<MapSerializer<'a, 'h>, FingerprintError> {
+    ) -> Result<MapSerializer<'a>, FingerprintError> {
         Ok(MapSerializer::new(self.out))
     }
 
@@ -439,7 +342,7 @@ impl<'a, 'h> ser::Serializer for ValueSerializer<'a, 'h> {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<MapSerializer<'a, 'h>, FingerprintError> {
+    ) -> Result<MapSerializer<'a>, FingerprintError> {
         self.variant(variant);
         Ok(MapSerializer::new(self.out))
     }
@@ -447,7 +350,7 @@ impl<'a, 'h> ser::Serializer for ValueSerializer<'a, 'h> {
 
 macro_rules! seq_impl {
     ($($trait:ident :: $method:ident),*) => {$(
-        impl ser::$trait for SeqSerializer<'_, '_> {
+        impl ser::$trait for SeqSerializer<'_> {
             type Ok = ();
             type Error = FingerprintError;
 
@@ -470,7 +373,7 @@ seq_impl!(
     SerializeTupleVariant::serialize_field
 );
 
-impl ser::SerializeMap for MapSerializer<'_, '_> {
+impl ser::SerializeMap for MapSerializer<'_> {
     type Ok = ();
     type Error = FingerprintError;
 
@@ -492,7 +395,7 @@ impl ser::SerializeMap for MapSerializer<'_, '_> {
 
 macro_rules! struct_impl {
     ($($trait:ident),*) => {$(
-        impl ser::$trait for MapSerializer<'_, '_> {
+        impl ser::$trait for MapSerializer<'_> {
             type Ok = ();
             type Error = FingerprintError;
 
