@@ -298,11 +298,10 @@ pub mod valkey {
         bytes.len() >= 42 && bytes[0] == 2 && states.contains(&bytes[1])
     }
 
-    /// A claim: `ARGV[1]` is a processing record's 34-byte header without its counter.
+    /// A claim: `ARGV[1]` is the 32-byte claim id (fingerprint and nonce), `ARGV[2]` a lease.
     #[must_use]
     pub fn is_claim(command: &[Vec<u8>]) -> bool {
-        argv(command)
-            .is_some_and(|a| a.len() == 2 && a[0].len() == 34 && a[0][0] == 2 && a[0][1] == b'p')
+        argv(command).is_some_and(|a| a.len() == 2 && a[0].len() == 32 && !a[1].is_empty())
     }
 
     /// A completion: `ARGV[2]` is a completed record.

@@ -183,41 +183,48 @@ async fn unreachable_server_fails_to_connect_in_time() {
     assert!(invalid.to_string().contains("invalid URL"), "{invalid}");
 }
 
+/// A writing script as the store builds it: the shared prelude, then its body.
+macro_rules! script {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../idempotent-runtime/src/store/valkey/prelude.lua"),
+            include_str!(concat!("../../idempotent-runtime/src/store/valkey/", $file))
+        )
+    };
+}
+
+/// Runs `script` on the key `k` with `args`, which it must refuse: the error it answers.
+fn refused(server: &RedisServer, script: &str, args: &[&[u8]]) -> String {
+    let mut command = redis::cmd("EVAL");
+    command.arg(script).arg(1).arg("k");
+    for a in args {
+        command.arg(*a);
+    }
+    let result: redis::RedisResult<redis::Value> = command.query(&mut server.client());
+    match result {
+        Err(e) => e.to_string(),
+        Ok(v) => panic!("accepted {args:?}: {v:?}"),
+    }
+}
+
 #[tokio::test]
 async fn scripts_validate_their_arguments_before_writing() {
     let server = RedisServer::start();
     let mut client = server.client();
-    // Each writing script is the shared prelude, then its body (as the store builds them).
-    macro_rules! script {
-        ($file:literal) => {
-            concat!(
-                include_str!("../../idempotent-runtime/src/store/valkey/prelude.lua"),
-                include_str!(concat!("../../idempotent-runtime/src/store/valkey/", $file))
-            )
-        };
-    }
-    let claim = script!("claim.lua");
-    let renew = script!("renew.lua");
-    let complete = script!("complete.lua");
-    let eval = |script: &str, args: &[&[u8]]| -> String {
-        let mut command = redis::cmd("EVAL");
-        command.arg(script).arg(1).arg("k");
-        for a in args {
-            command.arg(*a);
-        }
-        let result: redis::RedisResult<redis::Value> = command.query(&mut server.client());
-        match result {
-            Err(e) => e.to_string(),
-            Ok(v) => panic!("accepted {args:?}: {v:?}"),
-        }
-    };
-    // The claim is sent the 34-byte header without its counter (the script appends it).
+    let (claim, renew, complete) = (
+        script!("claim.lua"),
+        script!("renew.lua"),
+        script!("complete.lua"),
+    );
+    let eval = |script: &str, args: &[&[u8]]| refused(&server, script, args);
+    // The claim is sent the record's 32-byte id, fingerprint and nonce (the script writes
+    // the version and state before it and the counter after).
     let processing = raw_record(2, b'p', &[]);
-    let claim_header = |record: &[u8]| record[..34].to_vec();
+    let claim_id = |record: &[u8]| record[2..34].to_vec();
     let completed = raw_record(2, b'c', &[0, 200, 0, 0, 0, 0, 0, 0]);
     for bad in ["0", "-5", "1.5", "abc", "31536000001", ""] {
         let b = bad.as_bytes();
-        let message = eval(claim, &[&claim_header(&processing), b]);
+        let message = eval(claim, &[&claim_id(&processing), b]);
         assert!(
             message.contains("IDEMPOTENT") && message.contains("invalid lease"),
             "{message}"
@@ -227,23 +234,19 @@ async fn scripts_validate_their_arguments_before_writing() {
         let message = eval(complete, &[b, &completed]);
         assert!(message.contains("invalid ttl"), "{message}");
     }
-    // Records of the wrong shape are refused too.
-    let message = eval(claim, &[&claim_header(&completed), b"1000"]);
+    // Ids of the wrong size are refused too.
+    let message = eval(claim, &[&processing[..34], b"1000"]);
     assert!(
         message.contains("invalid record"),
-        "a completed header: {message}"
+        "a header with version and state: {message}"
     );
     let message = eval(claim, &[&processing, b"1000"]);
     assert!(
         message.contains("invalid record"),
         "a whole header, counter and all: {message}"
     );
-    let old = claim_header(&raw_record(1, b'p', &[]));
-    let message = eval(claim, &[&old, b"1000"]);
-    assert!(
-        message.contains("invalid record"),
-        "a version 1 record: {message}"
-    );
+    let message = eval(claim, &[&processing[2..33], b"1000"]);
+    assert!(message.contains("invalid record"), "a short id: {message}");
     let message = eval(complete, &[b"1000", &processing]);
     assert!(
         message.contains("invalid record"),
@@ -262,6 +265,40 @@ async fn scripts_validate_their_arguments_before_writing() {
         .await
         .expect_err("zero ttl");
     assert!(matches!(err, Error::InvalidDuration { .. }), "{err:?}");
+}
+
+/// Durations Lua reads as numbers but that are not plain digits: a script hands a checked
+/// duration on as it was sent, and the server refuses these itself — nothing is written.
+#[tokio::test]
+async fn durations_that_are_not_plain_digits_are_refused_by_the_server() {
+    let server = RedisServer::start();
+    let mut client = server.client();
+    let (claim, complete) = (script!("claim.lua"), script!("complete.lua"));
+    let processing = raw_record(2, b'p', &[]);
+    let completed = raw_record(2, b'c', &[0, 200, 0, 0, 0, 0, 0, 0]);
+    // A completion gets that far only for the live claim: one is stored for it, and stays.
+    for odd in ["1e3", " 1000", "0x10"] {
+        let b = odd.as_bytes();
+        let message = refused(&server, claim, &[&processing[2..34], b]);
+        assert!(message.contains("not an integer"), "{odd:?}: {message}");
+        let () = redis::cmd("SET")
+            .arg("k")
+            .arg(&processing)
+            .query(&mut client)
+            .expect("SET");
+        let message = refused(&server, complete, &[b, &completed]);
+        assert!(message.contains("not an integer"), "{odd:?}: {message}");
+        let kept: Vec<u8> = redis::cmd("GETDEL")
+            .arg("k")
+            .query(&mut client)
+            .expect("GETDEL");
+        assert_eq!(kept, processing, "{odd:?}: the claim is as it was");
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut client)
+        .expect("KEYS");
+    assert!(keys.is_empty(), "refused calls wrote {keys:?}");
 }
 
 #[tokio::test]

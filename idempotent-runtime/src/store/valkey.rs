@@ -394,11 +394,11 @@ impl IdempotencyStore for ValkeyStore {
             return Ok(InsertResult::Exists(ExistingEntry::Completed(done)));
         }
         let nonce = entry.claim_nonce();
-        let value = format::claim_header(entry.fingerprint(), nonce);
+        let id = format::claim_id(entry.fingerprint(), nonce);
         let sent_at = tokio::time::Instant::now();
         let reply = self
             .invoke(&CLAIM, &record_key, |c| {
-                c.arg(value.as_slice()).arg(lease);
+                c.arg(id.as_slice()).arg(lease);
                 if self.cache.is_some() {
                     c.arg(1);
                 }

@@ -1,9 +1,9 @@
 -- claim: take the key when no live record holds it; otherwise return the live record. A
 -- processing record expires with its lease (server time), so a record that exists is live.
 -- KEYS[1]  the record
--- ARGV[1]  the processing record to write without its counter (34 bytes, state "p"); the
---          counter (the server time in µs) is appended here
--- ARGV[2]  lease in ms
+-- ARGV[1]  the claim's id: fingerprint and nonce (32 bytes); the record written is version 2,
+--          state "p", the id, then the counter (the server time in µs)
+-- ARGV[2]  lease in ms (handed to SET as sent, once checked: no number formatted back)
 -- ARGV[3]  optional: present when the caller caches completed records locally
 -- Returns  counter (integer)  the caller holds the claim: its fencing counter (or the live
 --                             claim's own, when this claim, same nonce, was sent before:
@@ -14,9 +14,11 @@
 --          error "IDEMPOTENT ..." invalid arguments; nothing written
 local record = redis.call('GET', KEYS[1])
 if record then
-  local state = string.byte(record, 2)
-  if state == 112 and #record >= 42
-      and string.sub(record, 19, 34) == string.sub(ARGV[1], 19, 34) then
+  -- Longer than the header: a completed record and its response, the common replay; its
+  -- state is not read (the caller decodes the record, and finds any corruption).
+  local state = #record > 42 and 99 or string.byte(record, 2)
+  if state == 112 and #record == 42
+      and string.sub(record, 19, 34) == string.sub(ARGV[1], 17, 32) then
     return (struct.unpack('>I8', record, 35))
   end
   if ARGV[3] and state ~= 112 then
@@ -25,15 +27,15 @@ if record then
   return record
 end
 -- Arguments are checked before the first write (a replay needs none of them).
-local new = ARGV[1]
+local id = ARGV[1]
 local lease = tonumber(ARGV[2])
 if not lease or lease < 1 or lease > MAX_DURATION or lease % 1 ~= 0 then
   return redis.error_reply('IDEMPOTENT invalid lease')
 end
-if #new ~= 34 or string.byte(new, 1) ~= 2 or string.byte(new, 2) ~= 112 then
+if #id ~= 32 then
   return redis.error_reply('IDEMPOTENT invalid record')
 end
 local time = redis.call('TIME')
 local counter = time[1] * 1000000 + time[2]
-redis.call('SET', KEYS[1], new .. struct.pack('>I8', counter), 'PX', lease)
+redis.call('SET', KEYS[1], '\002p' .. id .. struct.pack('>I8', counter), 'PX', ARGV[2])
 return counter

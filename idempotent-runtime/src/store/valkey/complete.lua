@@ -1,6 +1,6 @@
 -- complete: store the result of the current claim; the record then lives for its TTL.
 -- KEYS[1]  the record
--- ARGV[1]  TTL in ms
+-- ARGV[1]  TTL in ms (handed to SET as sent, once checked)
 -- ARGV[2]  the completed record to write (state "c" or "n"; its fingerprint is the request's,
 --          its nonce and counter name the claim)
 -- Returns  "ok"       stored, or this claim was already completed (a no-op)
@@ -28,5 +28,5 @@ end
 local current = string.byte(record, 2)
 if current == 99 or current == 110 then return 'ok' end
 if current ~= 112 then return 'corrupt' end
-redis.call('SET', KEYS[1], new, 'PX', ttl)
+redis.call('SET', KEYS[1], new, 'PX', ARGV[1])
 return 'ok'

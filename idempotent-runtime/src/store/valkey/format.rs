@@ -9,8 +9,9 @@
 //! ```
 //! The scripts read only the 42-byte header: the fingerprint (bytes 3..=18, 1-based), the
 //! claim's token — nonce and counter, bytes 19..=42 — which every fenced step compares whole,
-//! and the state. A claim sends the header up to the counter ([`claim_header`]); the claim
-//! script appends the counter (server time in µs). Version 1 (a TTL where the counter now
+//! and the state. A claim sends only its fingerprint and nonce ([`claim_id`]); the claim
+//! script writes the version and state before them and the counter (server time in µs)
+//! after. Version 1 (a TTL where the counter now
 //! is; the counter was not kept) is refused as corrupt: records live at most a TTL, so an
 //! upgrade waits out the old ones or starts with a new prefix. Decoding checks every length against what is left: arbitrary bytes give an
 //! error, never a panic and never a partial record.
@@ -27,7 +28,7 @@ const VERSION: u8 = 2;
 pub(crate) const HEADER: usize = 42;
 
 /// Encodes the completed record of the claim `token` (a processing record is written by the
-/// claim script from [`claim_header`]).
+/// claim script from [`claim_id`]).
 pub(crate) fn encode_record(
     fingerprint: Fingerprint,
     token: FencingToken,
@@ -42,7 +43,8 @@ pub(crate) fn encode_record(
         State::Completed(_) => b'c',
         State::NotReplayable => b'n',
     };
-    push_head(&mut out, state_byte, fingerprint, token.nonce());
+    out.extend_from_slice(&[VERSION, state_byte]);
+    out.extend_from_slice(&claim_id(fingerprint, token.nonce()));
     out.extend_from_slice(&token.counter().to_be_bytes());
     if let State::Completed(response) = state {
         encode_response(response, &mut out)?;
@@ -50,20 +52,14 @@ pub(crate) fn encode_record(
     Ok(out)
 }
 
-/// What a claim sends: a processing record's header up to its counter (34 bytes), which the
-/// claim script appends (server time).
-pub(crate) fn claim_header(fingerprint: Fingerprint, nonce: u128) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER - 8);
-    push_head(&mut out, b'p', fingerprint, nonce);
+/// What a claim sends: the fingerprint and the nonce (32 bytes), bytes 3..=34 of the
+/// processing record the claim script writes — it puts the version and the state before them
+/// and the counter (server time) after, so it has nothing else to check.
+pub(crate) fn claim_id(fingerprint: Fingerprint, nonce: u128) -> [u8; 32] {
+    let mut out = [0; 32];
+    out[..16].copy_from_slice(&fingerprint.to_bytes());
+    out[16..].copy_from_slice(&nonce.to_be_bytes());
     out
-}
-
-/// Version, state, fingerprint, nonce: the header up to the counter.
-fn push_head(out: &mut Vec<u8>, state: u8, fingerprint: Fingerprint, nonce: u128) {
-    out.push(VERSION);
-    out.push(state);
-    out.extend_from_slice(&fingerprint.to_bytes());
-    out.extend_from_slice(&nonce.to_be_bytes());
 }
 
 /// What a completed record holds besides its header.
@@ -130,9 +126,11 @@ mod tests {
         assert_eq!(done.response(), Some(&response));
         assert_eq!(done.fingerprint(), Fingerprint::from_u128(9));
         let fp = Fingerprint::from_u128(3);
-        let mut processing = claim_header(fp, 5);
-        assert_eq!(processing.len(), HEADER - 8, "up to the counter");
-        processing.extend_from_slice(&1000u64.to_be_bytes()); // as the claim script appends it
+        // As the claim script writes it: version, state, the claim's id, the counter.
+        let mut processing = vec![VERSION, b'p'];
+        processing.extend_from_slice(&claim_id(fp, 5));
+        processing.extend_from_slice(&1000u64.to_be_bytes());
+        assert_eq!(processing.len(), HEADER);
         assert!(
             matches!(decode_record(&processing), Ok(ExistingEntry::Processing(e)) if e.fingerprint() == fp)
         );
@@ -203,9 +201,9 @@ mod fuzz {
         /// Arbitrary bytes behind a valid header exercise the response decoder.
         #[test]
         fn arbitrary_responses_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..128)) {
-            let mut bytes = claim_header(Fingerprint::from_u128(1), 1);
+            let mut bytes = vec![VERSION, b'c'];
+            bytes.extend_from_slice(&claim_id(Fingerprint::from_u128(1), 1));
             bytes.extend_from_slice(&1u64.to_be_bytes());
-            bytes[1] = b'c';
             bytes.extend_from_slice(&tail);
             let _ = decode_record(&bytes);
         }

@@ -5,5 +5,8 @@
 -- read it with string.byte and string.sub in place: no helper functions, since a script's
 -- local functions are made anew on every call, and these scripts run on every request.
 -- The largest TTL or lease accepted: 365 days in ms (MAX_DURATION; a Rust test pins it).
--- A duration argument is valid when it is a whole number in 1..MAX_DURATION.
+-- A duration argument is valid when it is a whole number in 1..MAX_DURATION. Once checked it
+-- goes to Redis as the string it came as: formatting the number back costs more than the
+-- check. Redis itself refuses what tonumber takes but is not plain digits ("1e3", " 5",
+-- "0x10"), so for those, too, nothing is written.
 local MAX_DURATION = 31536000000
