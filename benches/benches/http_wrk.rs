@@ -147,18 +147,6 @@ impl Mode {
     }
 }
 
-fn ensure_wrk() {
-    if Command::new("wrk").arg("--version").output().is_ok() {
-        return;
-    }
-    println!("wrk not found; installing it with apt-get");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "wrk"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(installed, "wrk is needed: `apt-get install wrk`");
-}
-
 /// This process's user + system CPU time so far, in seconds (`/proc/self/stat`).
 fn cpu_seconds(ticks_per_second: f64) -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
@@ -306,7 +294,7 @@ fn report(workload: &str, target: f64, samples: &mut [Samples; 4]) {
 }
 
 fn main() {
-    ensure_wrk();
+    idempotent_benches::ensure_installed("wrk", "wrk");
     let ticks = clock_ticks();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

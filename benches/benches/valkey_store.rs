@@ -125,14 +125,15 @@ async fn bare_scripts(connection: &mut MultiplexedConnection, i: usize, key: &Id
     static CLAIM: LazyLock<Script> = script!("../../idempotent-runtime/src/store/valkey/claim.lua");
     static COMPLETE: LazyLock<Script> =
         script!("../../idempotent-runtime/src/store/valkey/complete.lua");
-    // Format v2: version, state, fingerprint (16), nonce (16); the claim appends the counter.
-    let mut record = vec![2u8, b'p'];
+    // Format v2: version, state, then the claim's id — fingerprint (16), nonce (16) — which
+    // is all the claim sends (the script writes version and state before it, the counter after).
+    let mut record = vec![2u8, b'c'];
     record.extend_from_slice(&fingerprint(i).to_bytes());
     record.extend_from_slice(&(i as u128 + 1).to_be_bytes());
     let k = format!("bare:{{{key}}}");
     let claimed: redis::RedisResult<redis::Value> = CLAIM
         .key(&k)
-        .arg(record.as_slice())
+        .arg(&record[2..])
         .arg(30_000)
         .invoke_async(connection)
         .await;
@@ -140,7 +141,6 @@ async fn bare_scripts(connection: &mut MultiplexedConnection, i: usize, key: &Id
         return check(false);
     };
     record.extend_from_slice(&counter.to_be_bytes());
-    record[1] = b'c';
     record.extend_from_slice(&body(BODY + 10, i));
     let completed: redis::RedisResult<redis::Value> = COMPLETE
         .key(&k)

@@ -144,6 +144,30 @@ pub fn compare_with_peer(
     (of_ceiling, of_peer)
 }
 
+/// Makes sure the tool `command` is on PATH, installing Debian's `package` with apt-get if
+/// it is not (CI machines have neither `wrk` nor `valgrind` until a benchmark asks).
+///
+/// # Panics
+/// When it is missing and apt-get cannot install it.
+pub fn ensure_installed(command: &str, package: &str) {
+    if std::process::Command::new(command)
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return;
+    }
+    println!("{command} not found; installing {package} with apt-get");
+    let installed = std::process::Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        installed,
+        "{command} is needed: `apt-get install {package}`"
+    );
+}
+
 /// Times `f`.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
