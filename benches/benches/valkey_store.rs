@@ -6,7 +6,9 @@
 //! multiplexed connection with the same number of tasks. One claim+complete is two scripts,
 //! so its target is half the ceiling's calls/s; a claim or a replay is one script. With client
 //! and server on the same two cores, the server's CPU per script call decides the rate: it is
-//! printed for ours and the peer (`INFO commandstats`, `usec_per_call` of `EVALSHA`).
+//! printed for ours and the peer (`INFO commandstats`, `usec_per_call` of `EVALSHA`) — wall
+//! time inside the server, which moves with the machine; `--bench valkey_server_cost` counts
+//! the server's instructions per call instead, which repeat.
 #![allow(missing_docs, clippy::cast_precision_loss, reason = "benchmark binary")]
 
 use std::sync::{Arc, LazyLock};
@@ -314,7 +316,7 @@ fn claim_rows(rt: &Runtime, stores: &Stores) {
     let (ours_claims, ours_claim) = server_cost(rt, connection, || stores.ours_claim(rt));
     let (peer_claims, peer_claim) = server_cost(rt, connection, || stores.peer_claim(rt));
     println!(
-        "server CPU per script call (EVALSHA usec_per_call): claim+complete ours {ours_cost:.2} µs ({ours_calls} calls), peer {peer_cost:.2} µs ({peer_calls}); claim ours {ours_claim:.2} µs ({ours_claims}), peer {peer_claim:.2} µs ({peer_claims})"
+        "server time per script call (EVALSHA usec_per_call; instructions: --bench valkey_server_cost): claim+complete ours {ours_cost:.2} µs ({ours_calls} calls), peer {peer_cost:.2} µs ({peer_calls}); claim ours {ours_claim:.2} µs ({ours_claims}), peer {peer_claim:.2} µs ({peer_claims})"
     );
 }
 
