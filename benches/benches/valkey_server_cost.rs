@@ -215,6 +215,7 @@ fn main() {
     row("claim", ours_claim, peer_claim);
     row("complete", ours_complete, peer_complete);
     row("replay", ours_replay, peer_replay);
+    // Stopped before a failed check exits the process, which would skip its `Drop`.
     drop(server);
     idempotent_benches::exit_on_failed_checks();
 }

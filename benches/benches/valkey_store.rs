@@ -416,5 +416,8 @@ fn main() {
     );
     claim_rows(&rt, &stores);
     replay_rows(&rt, &stores);
+    // Stopped before a failed check exits the process, which would skip its `Drop`.
+    drop(stores);
+    drop(server);
     idempotent_benches::exit_on_failed_checks();
 }
