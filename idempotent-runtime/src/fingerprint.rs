@@ -231,7 +231,7 @@ impl FingerprintBuilder {
     /// The fingerprint of everything added so far.
     #[must_use]
     pub fn finish(&self) -> Fingerprint {
-        Fingerprint::from_u128(self.sink.digest128_of())
+        Fingerprint::from_u128(self.sink.digest128())
     }
 
     fn len_prefixed(&mut self, bytes: &[u8]) {

@@ -207,6 +207,12 @@ fn refused(server: &RedisServer, script: &str, args: &[&[u8]]) -> String {
     }
 }
 
+/// The server holds no key: `what` wrote nothing.
+fn assert_no_keys(client: &mut redis::Connection, what: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(client).expect("KEYS");
+    assert!(keys.is_empty(), "{what} wrote {keys:?}");
+}
+
 #[tokio::test]
 async fn scripts_validate_their_arguments_before_writing() {
     let server = RedisServer::start();
@@ -252,11 +258,7 @@ async fn scripts_validate_their_arguments_before_writing() {
         message.contains("invalid record"),
         "a processing record: {message}"
     );
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query(&mut client)
-        .expect("KEYS");
-    assert!(keys.is_empty(), "invalid calls wrote {keys:?}");
+    assert_no_keys(&mut client, "invalid calls");
     // And through the store API: refused before the round trip.
     let store = connect(&server).await;
     let zero = IdempotencyEntry::new(Fingerprint::from_u128(1)).with_ttl(Duration::ZERO);
@@ -294,11 +296,7 @@ async fn durations_that_are_not_plain_digits_are_refused_by_the_server() {
             .expect("GETDEL");
         assert_eq!(kept, processing, "{odd:?}: the claim is as it was");
     }
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query(&mut client)
-        .expect("KEYS");
-    assert!(keys.is_empty(), "refused calls wrote {keys:?}");
+    assert_no_keys(&mut client, "refused calls");
 }
 
 #[tokio::test]

@@ -68,23 +68,10 @@ impl Sink {
         }
     }
 
-    /// The hash of every byte written since [`Self::new`] or [`Self::reset`] (a map entry's:
-    /// [`Self::reset`] before the next one).
-    #[cfg(feature = "serde")]
-    pub(super) fn digest128(&mut self) -> u128 {
-        let rest = &self.buf[..self.len];
-        match &mut self.hasher {
-            None => xxh3_128(rest),
-            Some(hasher) => {
-                hasher.update(rest);
-                hasher.digest128()
-            }
-        }
-    }
-
-    /// [`Self::digest128`] of a sink that is not written to again ([`super::FingerprintBuilder::finish`]
-    /// takes `&self`): a hasher that was made is copied, not changed.
-    pub(super) fn digest128_of(&self) -> u128 {
+    /// The hash of every byte written since [`Self::new`] or [`Self::reset`]. The sink is left
+    /// as it was ([`super::FingerprintBuilder::finish`] takes `&self`): a hasher that was made
+    /// is copied to finish, which only an encoding past the buffer pays.
+    pub(super) fn digest128(&self) -> u128 {
         let rest = &self.buf[..self.len];
         match &self.hasher {
             None => xxh3_128(rest),

@@ -11,9 +11,9 @@
 //! claim's token — nonce and counter, bytes 19..=42 — which every fenced step compares whole,
 //! and the state. A claim sends only its fingerprint and nonce ([`claim_id`]); the claim
 //! script writes the version and state before them and the counter (server time in µs)
-//! after. Version 1 (a TTL where the counter now
-//! is; the counter was not kept) is refused as corrupt: records live at most a TTL, so an
-//! upgrade waits out the old ones or starts with a new prefix. Decoding checks every length against what is left: arbitrary bytes give an
+//! after. Version 1 (a TTL where the counter now is; the counter was not kept) is refused as
+//! corrupt: records live at most a TTL, so an upgrade waits out the old ones or starts with a
+//! new prefix. Decoding checks every length against what is left: arbitrary bytes give an
 //! error, never a panic and never a partial record.
 
 use crate::store::wire::{Reader, decode_response, encode_response};
