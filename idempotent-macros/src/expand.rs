@@ -129,7 +129,7 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
     };
     let fingerprint = fingerprint_call(valid, "fingerprint", &quote!(__idempotent_operation));
     let spec_item = options_item(valid, &quote!(__IDEMPOTENT_SPEC: #rt::Spec), &spec);
-    let into_key = quote_spanned!(key.span()=> #rt::IntoKey::into_key(&(#key)));
+    let stored_key = stored_key_call(&rt, key);
     // The whole call and its `.await` carry the return type's span: the bound is checked at
     // the call and again where the future is awaited, and both then point at the return type.
     let run = if let Some((_, tx)) = &valid.args.transaction {
@@ -138,7 +138,6 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
                 &__idempotent_store_handle,
                 &__IDEMPOTENT_SPEC,
                 __idempotent_operation,
-                ::core::option::Option::as_deref(&__idempotent_scope),
                 __idempotent_key,
                 __idempotent_fingerprint,
                 #[allow(unused_mut)]
@@ -159,7 +158,6 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
                 __idempotent_store,
                 &__IDEMPOTENT_SPEC,
                 __idempotent_operation,
-                ::core::option::Option::as_deref(&__idempotent_scope),
                 __idempotent_key,
                 __idempotent_fingerprint,
                 #rt::typed::<#ret, _>(async move #body),
@@ -171,14 +169,29 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
         #(#attrs)*
         #vis #sig {
             #spec_item
-            let __idempotent_key = #into_key;
-            #checks
             let __idempotent_operation: &'static str = #operation;
+            let __idempotent_key = {
+                let __idempotent_scope = #scope;
+                #stored_key
+            };
+            #checks
             let __idempotent_fingerprint = #fingerprint;
-            let __idempotent_scope = #scope;
             #store
             #run
         }
+    }
+}
+
+/// The call that hashes the key into its stored key, where it is read: the stored key is all
+/// the protocol needs, so the client's key is never copied, and the borrow ends before the
+/// body takes the arguments. Spanned at the key expression, so a wrong type is reported there.
+fn stored_key_call(rt: &TokenStream, key: &syn::Expr) -> TokenStream {
+    quote_spanned! {key.span()=>
+        #rt::IntoKey::stored_key(
+            &(#key),
+            __idempotent_operation,
+            ::core::option::Option::as_deref(&__idempotent_scope),
+        )
     }
 }
 

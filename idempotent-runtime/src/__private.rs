@@ -3,7 +3,7 @@
 pub use crate::protocol::codec::{CacheErrors, Disposition, Plain, ResultCodec};
 pub use crate::protocol::default_store::implicit_store;
 pub use crate::protocol::{Concurrency, Spec, execute};
-pub use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
+pub use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore, StoredKey};
 pub use core::time::Duration;
 
 /// A run-time `ttl = …` or `lease = …`: must be a `Duration` (a type error here points at the
@@ -24,18 +24,23 @@ use crate::FingerprintBuilder;
     note = "for the `Idempotency-Key` header of an axum handler, write `key = header`"
 )]
 pub trait IntoKey {
-    /// The validated key.
+    /// The key's stored key for `operation` and `scope`, checked by the rules of
+    /// [`IdempotencyKey::new`] but never copied: the protocol only needs its hash.
     ///
     /// # Errors
     /// [`Error::InvalidKey`].
-    fn into_key(self) -> Result<IdempotencyKey, Error>;
+    fn stored_key(self, operation: &str, scope: Option<&str>) -> Result<StoredKey, Error>;
 }
 
 /// Anything that reads as a string: `String`, `&str`, `IdempotencyKey`, `Box<str>`, `Cow<str>`.
 /// The macro passes a reference, so `key = req.key` never moves the argument.
 impl<T: AsRef<str> + ?Sized> IntoKey for &T {
-    fn into_key(self) -> Result<IdempotencyKey, Error> {
-        Ok(IdempotencyKey::new(self.as_ref())?)
+    fn stored_key(self, operation: &str, scope: Option<&str>) -> Result<StoredKey, Error> {
+        Ok(crate::protocol::checked_storage_key(
+            operation,
+            scope,
+            self.as_ref(),
+        )?)
     }
 }
 
@@ -56,27 +61,20 @@ pub const fn assert_fingerprintable<T: Fingerprintable + ?Sized>(_: &T) {}
 /// them (an error is answered without running anything), then the protocol. The one generic
 /// call with the `ResultCodec` bound, spanned at the return type by the macro, so a return type
 /// that cannot be stored is reported once, there.
-pub async fn run<R, C, F>(
+pub fn run<R, C, F>(
     store: &dyn IdempotencyStore,
     spec: &Spec,
     operation: &str,
-    scope: Option<&str>,
-    key: Result<IdempotencyKey, Error>,
+    key: Result<StoredKey, Error>,
     fingerprint: Result<Fingerprint, Error>,
     handler: F,
-) -> R
+) -> impl core::future::Future<Output = R>
 where
     C: ResultCodec<R>,
     F: core::future::Future<Output = R>,
 {
-    match (key, fingerprint) {
-        (Ok(key), Ok(fingerprint)) => {
-            execute::<R, C, F>(store, spec, operation, scope, &key, fingerprint, handler).await
-        }
-        (Err(error), _) | (_, Err(error)) => {
-            crate::protocol::answer::<R, C>(&crate::observe::Observer::start(operation), error)
-        }
-    }
+    // The protocol's own future, not one around it: each layer of async fn would keep a copy.
+    execute::<R, C, F>(store, spec, operation, key, fingerprint, handler)
 }
 
 /// Runs a plain `#[idempotent(…, transaction = tx)]` fn: as [`run`], in transactional mode on
@@ -85,8 +83,7 @@ pub async fn run_transactional<R, C, S, H, F>(
     store: &S,
     spec: &Spec,
     operation: &str,
-    scope: Option<&str>,
-    key: Result<IdempotencyKey, Error>,
+    key: Result<StoredKey, Error>,
     fingerprint: Result<Fingerprint, Error>,
     handler: H,
 ) -> R
@@ -102,8 +99,7 @@ where
                 store,
                 spec,
                 operation,
-                scope,
-                &key,
+                key,
                 fingerprint,
                 handler,
             )

@@ -102,7 +102,7 @@ impl IdempotencyKey {
         Ok(Self(text.into()))
     }
 
-    fn validate(key: &[u8]) -> Result<(), KeyError> {
+    pub(crate) fn validate(key: &[u8]) -> Result<(), KeyError> {
         if key.is_empty() {
             return Err(KeyError::Empty);
         }

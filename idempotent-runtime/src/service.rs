@@ -53,7 +53,7 @@ pub use response::REPLAYED_HEADER;
 use response::{Buffered, Http};
 
 use crate::observe::{Observer, Outcome};
-use crate::protocol::{Step, acquire, release_unstarted, run_claimed};
+use crate::protocol::{Step, acquire, release_unstarted, run_claimed, storage_key};
 use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
 
 /// Runs `handler` under the protocol for one HTTP request, detached from the caller: the one
@@ -132,8 +132,7 @@ where
         &store,
         spec,
         operation,
-        scope.as_deref(),
-        &key,
+        storage_key(operation, scope.as_deref(), &key),
         fingerprint,
         capture,
     )
@@ -170,8 +169,7 @@ where
         &store,
         spec,
         operation,
-        scope.as_deref(),
-        &key,
+        storage_key(operation, scope.as_deref(), &key),
         fingerprint,
     );
     // Replays and conflicts answer here; only a claimed execution is detached.

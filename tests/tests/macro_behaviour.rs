@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use idempotent_runtime::{Error, ManualClock, MemoryStore, current_claim, idempotent};
+use idempotent_runtime::{
+    Error, ExistingEntry, IdempotencyKey, IdempotencyStore, ManualClock, MemoryStore,
+    current_claim, idempotent, storage_key,
+};
 use idempotent_tests::gate::Gate;
 use serde::{Deserialize, Serialize};
 
@@ -233,6 +236,18 @@ async fn two_scopes_with_one_key_never_meet() {
     assert_eq!(scoped(&gw, "bob", "k").await, Ok("bob:2".into()));
     assert_eq!(scoped(&gw, "alice", "k").await, Ok("alice:1".into()));
     assert_eq!(scoped(&gw, "bob", "k").await, Ok("bob:2".into()));
+    // Each record sits where an operator's `storage_key` finds it, and nowhere else.
+    let key = IdempotencyKey::new("k").expect("key");
+    for tenant in ["alice", "bob"] {
+        let stored = storage_key("test.scoped", Some(tenant), &key);
+        let found = gw.store.get(&stored).await.expect("get");
+        assert!(
+            matches!(found, Some(ExistingEntry::Completed(_))),
+            "{tenant}: {found:?}"
+        );
+    }
+    let unscoped = storage_key("test.scoped", None, &key);
+    assert!(gw.store.get(&unscoped).await.expect("get").is_none());
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,11 +8,11 @@ use tokio::time::Instant;
 
 use super::codec::ResultCodec;
 use super::lost::release_lost_claim;
-use super::{Concurrency, Spec, answer, storage_key};
+use super::{Concurrency, Spec, answer};
 use crate::observe::{Observer, Outcome, store_call};
 use crate::{
     CompletedRecord, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry,
-    IdempotencyKey, IdempotencyStore, InsertResult, Processing, StoredKey,
+    IdempotencyStore, InsertResult, Processing, StoredKey,
 };
 
 /// The first half of the protocol: a claim to run the handler under, or the answer without
@@ -33,18 +33,16 @@ pub(crate) struct Claim {
     pub(super) sent: Instant,
 }
 
-/// Takes the claim on the key, or answers: replay, `FingerprintMismatch`, `InFlight` (after waiting, with
+/// Takes the claim on `stored_key`, or answers: replay, `FingerprintMismatch`, `InFlight` (after waiting, with
 /// `concurrent = wait`), or a store error.
 pub(crate) async fn acquire<R, C: ResultCodec<R>>(
     observer: &Observer,
     store: &dyn IdempotencyStore,
     spec: &Spec,
     operation: &str,
-    scope: Option<&str>,
-    key: &IdempotencyKey,
+    stored_key: StoredKey,
     fingerprint: Fingerprint,
 ) -> Step<R> {
-    let stored_key = storage_key(operation, scope, key);
     observer.key(&stored_key);
     let kind = store.kind();
     let deadline = match spec.concurrency {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::codec::{CacheErrors, Plain, ResultCodec};
 use super::default_store::implicit_store;
-use super::{Concurrency, Spec, answer, execute};
+use super::{Concurrency, Spec, answer, execute, storage_key};
 use crate::observe::Observer;
 use crate::store::{TransactionFuture, TransactionalStore};
 use crate::{
@@ -258,8 +258,7 @@ impl<'a> Idempotent<'a> {
             store,
             &self.spec,
             self.operation,
-            scope,
-            key,
+            storage_key(self.operation, scope, key),
             fingerprint,
             handler,
         )
@@ -272,18 +271,13 @@ impl<'a> Idempotent<'a> {
         request: &Q,
         handler: F,
     ) -> R {
-        let fingerprint = match self.fingerprint(request) {
-            Ok(fingerprint) => fingerprint,
-            Err(e) => return answer::<R, C>(&Observer::start(self.operation), e),
-        };
         let store = self.store.unwrap_or_else(|| implicit_store(self.operation));
         execute::<R, C, F>(
             store,
             &self.spec,
             self.operation,
-            self.scope.as_deref(),
-            key,
-            fingerprint,
+            Ok(storage_key(self.operation, self.scope.as_deref(), key)),
+            self.fingerprint(request),
             handler,
         )
         .await

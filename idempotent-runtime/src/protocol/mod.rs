@@ -32,20 +32,22 @@ pub use report::{Execution, with_execution};
 pub(crate) use run::release_unstarted;
 pub(crate) use run::run_claimed;
 pub use spec::{Concurrency, DEFAULT_MAX_BODY, Spec};
+pub(crate) use stored_key::checked_storage_key;
 pub use stored_key::storage_key;
 
 use crate::observe::{Observer, Outcome};
-use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
+use crate::{Error, Fingerprint, IdempotencyStore, StoredKey};
 
-/// Runs `handler` at most once per key, per DESIGN §3. `R` is the handler's result and `C`
-/// how it is stored. Never panics; every failure is reported through `C::error`.
+/// Runs `handler` at most once per stored key ([`storage_key`]), per DESIGN §3. `R` is the
+/// handler's result and `C` how it is stored. A key or fingerprint that could not be made is
+/// answered without touching the store. Never panics; every failure is reported through
+/// `C::error`.
 pub async fn execute<R, C, F>(
     store: &dyn IdempotencyStore,
     spec: &Spec,
     operation: &str,
-    scope: Option<&str>,
-    key: &IdempotencyKey,
-    fingerprint: Fingerprint,
+    stored_key: Result<StoredKey, Error>,
+    fingerprint: Result<Fingerprint, Error>,
     handler: F,
 ) -> R
 where
@@ -53,9 +55,13 @@ where
     F: Future<Output = R>,
 {
     let observer = Observer::start(operation);
+    let (stored_key, fingerprint) = match (stored_key, fingerprint) {
+        (Ok(stored_key), Ok(fingerprint)) => (stored_key, fingerprint),
+        (Err(error), _) | (_, Err(error)) => return answer::<R, C>(&observer, error),
+    };
     observer
         .in_span(async {
-            match acquire::<R, C>(&observer, store, spec, operation, scope, key, fingerprint).await
+            match acquire::<R, C>(&observer, store, spec, operation, stored_key, fingerprint).await
             {
                 Step::Done(result) => result,
                 Step::Claimed(claim) => {

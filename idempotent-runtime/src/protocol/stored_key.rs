@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::{IdempotencyKey, StoredKey};
+use crate::{IdempotencyKey, KeyError, StoredKey};
 
 /// The key a record is stored under: SHA-256 over the length-prefixed (version, operation,
 /// scope, client key), as 64 hex digits. Fixed length, no user bytes: no principal's key can
@@ -21,6 +21,21 @@ use crate::{IdempotencyKey, StoredKey};
 /// ```
 #[must_use]
 pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -> StoredKey {
+    hash(operation, scope, key.as_str())
+}
+
+/// The stored key of a client key given as text, checked by the rules of
+/// [`IdempotencyKey::new`] without copying it into one.
+pub(crate) fn checked_storage_key(
+    operation: &str,
+    scope: Option<&str>,
+    key: &str,
+) -> Result<StoredKey, KeyError> {
+    IdempotencyKey::validate(key.as_bytes())?;
+    Ok(hash(operation, scope, key))
+}
+
+fn hash(operation: &str, scope: Option<&str>, key: &str) -> StoredKey {
     let mut hasher = Sha256::new();
     let mut part = |bytes: &[u8]| {
         hasher.update((bytes.len() as u64).to_le_bytes());
@@ -35,7 +50,7 @@ pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -
         }
         None => part(b"unscoped"),
     }
-    part(key.as_str().as_bytes());
+    part(key.as_bytes());
     StoredKey::from_digest(&hasher.finalize().into())
 }
 

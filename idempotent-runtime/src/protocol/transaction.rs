@@ -14,16 +14,15 @@ use super::run::{completion, heartbeat, release, superseded};
 use super::{Spec, answer};
 use crate::observe::{Observer, Outcome, Severity, store_call};
 use crate::store::TransactionalStore;
-use crate::{Error, Fingerprint, IdempotencyKey};
+use crate::{Error, Fingerprint, IdempotencyKey, StoredKey};
 
-/// Runs `handler` once per key inside a transaction of `store`, per the module docs. `R` is
+/// Runs `handler` once per stored key inside a transaction of `store`, per the module docs. `R` is
 /// the handler's result and `C` how it is stored.
 pub(crate) async fn run<R, C, S, H, F>(
     store: &S,
     spec: &Spec,
     operation: &str,
-    scope: Option<&str>,
-    key: &IdempotencyKey,
+    stored_key: StoredKey,
     fingerprint: Fingerprint,
     handler: H,
 ) -> R
@@ -36,7 +35,7 @@ where
     let observer = Observer::start(operation);
     observer
         .in_span(async {
-            let step = acquire::<R, C>(&observer, store, spec, operation, scope, key, fingerprint);
+            let step = acquire::<R, C>(&observer, store, spec, operation, stored_key, fingerprint);
             match step.await {
                 Step::Done(result) => result,
                 Step::Claimed(claim) => {
