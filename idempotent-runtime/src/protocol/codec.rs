@@ -1,5 +1,7 @@
 //! How a handler's result becomes a stored [`CachedResponse`] and back: [`ResultCodec`].
 
+mod json;
+
 use std::cell::RefCell;
 
 use bytes::Bytes;
@@ -75,7 +77,7 @@ fn encode_json<V: Serialize>(status: u16, value: &V, max_body: usize) -> Disposi
                 .map(Bytes::from);
         };
         buffer.clear();
-        let encoded = serde_json::to_writer(&mut *buffer, value).is_ok() && fits(&buffer);
+        let encoded = json::write(&mut buffer, value).is_ok() && fits(&buffer);
         let body = encoded.then(|| Bytes::copy_from_slice(&buffer));
         if buffer.capacity() > KEPT_BUFFER {
             *buffer = Vec::new();
