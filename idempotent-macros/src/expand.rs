@@ -169,6 +169,7 @@ fn plain(valid: &Validated<'_>, key: &syn::Expr) -> TokenStream {
         #(#attrs)*
         #vis #sig {
             #spec_item
+            static __IDEMPOTENT_KEY_PREFIX: #rt::KeyPrefix = #rt::KeyPrefix::new();
             let __idempotent_operation: &'static str = #operation;
             let __idempotent_key = {
                 let __idempotent_scope = #scope;
@@ -189,6 +190,7 @@ fn stored_key_call(rt: &TokenStream, key: &syn::Expr) -> TokenStream {
     quote_spanned! {key.span()=>
         #rt::IntoKey::stored_key(
             &(#key),
+            &__IDEMPOTENT_KEY_PREFIX,
             __idempotent_operation,
             ::core::option::Option::as_deref(&__idempotent_scope),
         )

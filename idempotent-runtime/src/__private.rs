@@ -2,7 +2,7 @@
 
 pub use crate::protocol::codec::{CacheErrors, Disposition, Plain, ResultCodec};
 pub use crate::protocol::default_store::implicit_store;
-pub use crate::protocol::{Concurrency, Spec, execute};
+pub use crate::protocol::{Concurrency, KeyPrefix, Spec, execute};
 pub use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore, StoredKey};
 pub use core::time::Duration;
 
@@ -24,19 +24,30 @@ use crate::FingerprintBuilder;
     note = "for the `Idempotency-Key` header of an axum handler, write `key = header`"
 )]
 pub trait IntoKey {
-    /// The key's stored key for `operation` and `scope`, checked by the rules of
-    /// [`IdempotencyKey::new`] but never copied: the protocol only needs its hash.
+    /// The key's stored key for `operation` (whose `prefix` it is) and `scope`, checked by the
+    /// rules of [`IdempotencyKey::new`] but never copied: the protocol only needs its hash.
     ///
     /// # Errors
     /// [`Error::InvalidKey`].
-    fn stored_key(self, operation: &str, scope: Option<&str>) -> Result<StoredKey, Error>;
+    fn stored_key(
+        self,
+        prefix: &KeyPrefix,
+        operation: &str,
+        scope: Option<&str>,
+    ) -> Result<StoredKey, Error>;
 }
 
 /// Anything that reads as a string: `String`, `&str`, `IdempotencyKey`, `Box<str>`, `Cow<str>`.
 /// The macro passes a reference, so `key = req.key` never moves the argument.
 impl<T: AsRef<str> + ?Sized> IntoKey for &T {
-    fn stored_key(self, operation: &str, scope: Option<&str>) -> Result<StoredKey, Error> {
+    fn stored_key(
+        self,
+        prefix: &KeyPrefix,
+        operation: &str,
+        scope: Option<&str>,
+    ) -> Result<StoredKey, Error> {
         Ok(crate::protocol::checked_storage_key(
+            prefix,
             operation,
             scope,
             self.as_ref(),

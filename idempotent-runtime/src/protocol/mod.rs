@@ -32,6 +32,7 @@ pub use report::{Execution, with_execution};
 pub(crate) use run::release_unstarted;
 pub(crate) use run::run_claimed;
 pub use spec::{Concurrency, DEFAULT_MAX_BODY, Spec};
+pub use stored_key::KeyPrefix;
 pub(crate) use stored_key::checked_storage_key;
 pub use stored_key::storage_key;
 

@@ -1,5 +1,7 @@
 //! [`storage_key`]: the key a record is stored under, never a client's key.
 
+use std::sync::OnceLock;
+
 use sha2::{Digest, Sha256};
 
 use crate::{IdempotencyKey, KeyError, StoredKey};
@@ -24,40 +26,117 @@ pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -
     hash(operation, scope, key.as_str())
 }
 
+/// The hash of the parts of a stored key that every call of one operation shares (the
+/// version, the operation, whether it is scoped), made on first use: a call hashes only its
+/// scope and key on top of a copy. With an operation name of 15 bytes or more that is a whole
+/// SHA-256 block, one of the two a call would compress. The macro keeps one per
+/// `#[idempotent]` fn, in a `static`, for that fn's one operation.
+pub struct KeyPrefix {
+    /// Unscoped, scoped.
+    states: [OnceLock<Sha256>; 2],
+}
+
+impl KeyPrefix {
+    /// A prefix not yet hashed.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            states: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+}
+
+impl Default for KeyPrefix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for KeyPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPrefix").finish_non_exhaustive()
+    }
+}
+
 /// The stored key of a client key given as text, checked by the rules of
-/// [`IdempotencyKey::new`] without copying it into one.
+/// [`IdempotencyKey::new`] without copying it into one; `prefix` is `operation`'s own.
 pub(crate) fn checked_storage_key(
+    prefix: &KeyPrefix,
     operation: &str,
     scope: Option<&str>,
     key: &str,
 ) -> Result<StoredKey, KeyError> {
     IdempotencyKey::validate(key.as_bytes())?;
-    Ok(hash(operation, scope, key))
+    let shared = prefix.states[usize::from(scope.is_some())]
+        .get_or_init(|| shared_parts(operation, scope.is_some()));
+    Ok(finish(shared.clone(), scope, key))
 }
 
 fn hash(operation: &str, scope: Option<&str>, key: &str) -> StoredKey {
+    finish(shared_parts(operation, scope.is_some()), scope, key)
+}
+
+fn part(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+/// The version, the operation, and whether a scope follows.
+fn shared_parts(operation: &str, scoped: bool) -> Sha256 {
     let mut hasher = Sha256::new();
-    let mut part = |bytes: &[u8]| {
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
-    part(b"idempotent.key.v1");
-    part(operation.as_bytes());
-    match scope {
-        Some(scope) => {
-            part(b"scoped");
-            part(scope.as_bytes());
-        }
-        None => part(b"unscoped"),
+    part(&mut hasher, b"idempotent.key.v1");
+    part(&mut hasher, operation.as_bytes());
+    let marker: &[u8] = if scoped { b"scoped" } else { b"unscoped" };
+    part(&mut hasher, marker);
+    hasher
+}
+
+/// The scope (when there is one) and the key, after the shared parts.
+fn finish(mut hasher: Sha256, scope: Option<&str>, key: &str) -> StoredKey {
+    if let Some(scope) = scope {
+        part(&mut hasher, scope.as_bytes());
     }
-    part(key.as_bytes());
+    part(&mut hasher, key.as_bytes());
     StoredKey::from_digest(&hasher.finalize().into())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::storage_key;
+    use super::{KeyPrefix, checked_storage_key, storage_key};
     use crate::IdempotencyKey;
+
+    /// A key hashed on top of its operation's prefix is the stored key `storage_key` gives,
+    /// for operations shorter and longer than a SHA-256 block, scoped and not, with one prefix
+    /// serving both and every call after the first.
+    #[test]
+    fn keys_hashed_on_a_prefix_are_the_stored_keys() {
+        let keys = ["k", &"k".repeat(36), &"k".repeat(255)];
+        let long_scope = "s".repeat(100);
+        for operation in [
+            "o",
+            "orders.pay",
+            "fifteen.bytes.o",
+            &"o".repeat(23),
+            &"o".repeat(200),
+        ] {
+            let prefix = KeyPrefix::new();
+            for _ in 0..2 {
+                for scope in [None, Some("alice"), Some(long_scope.as_str())] {
+                    for key in keys {
+                        let expected =
+                            storage_key(operation, scope, &IdempotencyKey::new(key).expect("key"));
+                        let hashed = checked_storage_key(&prefix, operation, scope, key);
+                        assert_eq!(
+                            hashed.as_ref().map(crate::StoredKey::as_str),
+                            Ok(expected.as_str())
+                        );
+                    }
+                }
+            }
+        }
+        let invalid = checked_storage_key(&KeyPrefix::new(), "o", None, "a b");
+        assert!(invalid.is_err());
+    }
 
     /// The stored keys of v1, pinned: a change would orphan every stored record.
     #[test]
