@@ -90,36 +90,28 @@ where
 
 /// Runs a plain `#[idempotent(…, transaction = tx)]` fn: as [`run`], in transactional mode on
 /// `store` (the body gets the transaction).
-pub async fn run_transactional<R, C, S, H, F>(
+pub fn run_transactional<R, C, S, H, F>(
     store: &S,
     spec: &Spec,
     operation: &str,
     key: Result<StoredKey, Error>,
     fingerprint: Result<Fingerprint, Error>,
     handler: H,
-) -> R
+) -> impl core::future::Future<Output = R>
 where
     C: ResultCodec<R>,
     S: crate::store::TransactionalStore,
     H: FnOnce(S::Transaction) -> F,
     F: core::future::Future<Output = (S::Transaction, R)>,
 {
-    match (key, fingerprint) {
-        (Ok(key), Ok(fingerprint)) => {
-            crate::protocol::transaction::run::<R, C, S, H, F>(
-                store,
-                spec,
-                operation,
-                key,
-                fingerprint,
-                handler,
-            )
-            .await
-        }
-        (Err(error), _) | (_, Err(error)) => {
-            crate::protocol::answer::<R, C>(&crate::observe::Observer::start(operation), error)
-        }
-    }
+    crate::protocol::transaction::run::<R, C, S, H, F>(
+        store,
+        spec,
+        operation,
+        key,
+        fingerprint,
+        handler,
+    )
 }
 
 /// The fingerprint of the operation and its fingerprinted arguments.

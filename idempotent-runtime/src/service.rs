@@ -132,8 +132,8 @@ where
         &store,
         spec,
         operation,
-        storage_key(operation, scope.as_deref(), &key),
-        fingerprint,
+        Ok(storage_key(operation, scope.as_deref(), &key)),
+        Ok(fingerprint),
         capture,
     )
     .await

@@ -33,8 +33,8 @@ pub(crate) struct Claim {
     pub(super) sent: Instant,
 }
 
-/// Takes the claim on `stored_key`, or answers: replay, `FingerprintMismatch`, `InFlight` (after waiting, with
-/// `concurrent = wait`), or a store error.
+/// Takes the claim on `stored_key`, or answers: replay, `FingerprintMismatch`, `InFlight`
+/// (after waiting, with `concurrent = wait`), or a store error.
 pub(crate) async fn acquire<R, C: ResultCodec<R>>(
     observer: &Observer,
     store: &dyn IdempotencyStore,

@@ -7,8 +7,7 @@ use serde::Serialize;
 
 use super::codec::{CacheErrors, Plain, ResultCodec};
 use super::default_store::implicit_store;
-use super::{Concurrency, Spec, answer, execute, storage_key};
-use crate::observe::Observer;
+use super::{Concurrency, Spec, execute, storage_key};
 use crate::store::{TransactionFuture, TransactionalStore};
 use crate::{
     DefaultFingerprintStrategy, Error, Fingerprint, FingerprintStrategy, IdempotencyKey,
@@ -245,10 +244,6 @@ impl<'a> Idempotent<'a> {
         H: for<'t> FnOnce(&'t mut S::Transaction) -> TransactionFuture<'t, Result<T, E>>,
         Plain: ResultCodec<Result<T, E>>,
     {
-        let fingerprint = match self.fingerprint(request) {
-            Ok(fingerprint) => fingerprint,
-            Err(e) => return answer::<_, Plain>(&Observer::start(self.operation), e),
-        };
         let scope = self.scope.as_deref();
         let handler = move |mut transaction| async move {
             let result = handler(&mut transaction).await;
@@ -258,8 +253,8 @@ impl<'a> Idempotent<'a> {
             store,
             &self.spec,
             self.operation,
-            storage_key(self.operation, scope, key),
-            fingerprint,
+            Ok(storage_key(self.operation, scope, key)),
+            self.fingerprint(request),
             handler,
         )
         .await

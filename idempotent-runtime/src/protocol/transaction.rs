@@ -16,14 +16,15 @@ use crate::observe::{Observer, Outcome, Severity, store_call};
 use crate::store::TransactionalStore;
 use crate::{Error, Fingerprint, IdempotencyKey, StoredKey};
 
-/// Runs `handler` once per stored key inside a transaction of `store`, per the module docs. `R` is
-/// the handler's result and `C` how it is stored.
+/// Runs `handler` once per stored key inside a transaction of `store`, per the module docs.
+/// `R` is the handler's result and `C` how it is stored. A key or fingerprint that could not
+/// be made is answered without touching the store, as [`execute`](super::execute) does.
 pub(crate) async fn run<R, C, S, H, F>(
     store: &S,
     spec: &Spec,
     operation: &str,
-    stored_key: StoredKey,
-    fingerprint: Fingerprint,
+    stored_key: Result<StoredKey, Error>,
+    fingerprint: Result<Fingerprint, Error>,
     handler: H,
 ) -> R
 where
@@ -33,6 +34,10 @@ where
     F: Future<Output = (S::Transaction, R)>,
 {
     let observer = Observer::start(operation);
+    let (stored_key, fingerprint) = match (stored_key, fingerprint) {
+        (Ok(stored_key), Ok(fingerprint)) => (stored_key, fingerprint),
+        (Err(error), _) | (_, Err(error)) => return answer::<R, C>(&observer, error),
+    };
     observer
         .in_span(async {
             let step = acquire::<R, C>(&observer, store, spec, operation, stored_key, fingerprint);

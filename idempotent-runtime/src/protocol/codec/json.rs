@@ -92,6 +92,14 @@ fn write_escaped(out: &mut Vec<u8>, text: &str) -> Result<(), Fallback> {
     serde_json::to_writer(out, text).map_err(|_| Fallback)
 }
 
+/// `{"variant":`, what an enum's data follows.
+fn open_variant(out: &mut Vec<u8>, variant: &str) -> Result<(), Fallback> {
+    out.push(b'{');
+    write_str(out, variant)?;
+    out.push(b':');
+    Ok(())
+}
+
 /// The integer methods of a serializer, each writing `serde_json`'s digits through `$write`
 /// (as they are, or quoted for a map key).
 macro_rules! integers {
@@ -150,7 +158,8 @@ struct Compound<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn number(
+    /// Whatever `CompactFormatter` writes: a number, a bool, null, a byte array.
+    fn formatted(
         self,
         write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> Result<(), Fallback> {
@@ -164,18 +173,16 @@ impl<'a> Writer<'a> {
         write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> Result<(), Fallback> {
         if finite {
-            self.number(write)
+            self.formatted(write)
         } else {
-            self.number(|out| CompactFormatter.write_null(out))
+            self.formatted(|out| CompactFormatter.write_null(out))
         }
     }
 
     /// Opens `open` (`[` or `{`), inside `{"variant":` when `variant` is given.
     fn open(self, variant: Option<&str>, open: u8) -> Result<Compound<'a>, Fallback> {
         if let Some(variant) = variant {
-            self.out.push(b'{');
-            write_str(self.out, variant)?;
-            self.out.push(b':');
+            open_variant(self.out, variant)?;
         }
         self.out.push(open);
         Ok(Compound {
@@ -198,9 +205,9 @@ impl<'a> ser::Serializer for Writer<'a> {
     type SerializeStructVariant = Compound<'a>;
 
     fn serialize_bool(self, v: bool) -> Result<(), Fallback> {
-        self.number(|out| CompactFormatter.write_bool(out, v))
+        self.formatted(|out| CompactFormatter.write_bool(out, v))
     }
-    integers!(number);
+    integers!(formatted);
     fn serialize_f32(self, v: f32) -> Result<(), Fallback> {
         self.float(v.is_finite(), |out| CompactFormatter.write_f32(out, v))
     }
@@ -209,7 +216,7 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
     strings!();
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Fallback> {
-        self.number(|out| CompactFormatter.write_byte_array(out, v))
+        self.formatted(|out| CompactFormatter.write_byte_array(out, v))
     }
     fn serialize_none(self) -> Result<(), Fallback> {
         self.serialize_unit()
@@ -218,7 +225,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         value.serialize(self)
     }
     fn serialize_unit(self) -> Result<(), Fallback> {
-        self.number(|out| CompactFormatter.write_null(out))
+        self.formatted(|out| CompactFormatter.write_null(out))
     }
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), Fallback> {
         self.serialize_unit()
@@ -231,9 +238,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         value: &T,
     ) -> Result<(), Fallback> {
         let out = self.out;
-        out.push(b'{');
-        write_str(out, variant)?;
-        out.push(b':');
+        open_variant(out, variant)?;
         value.serialize(Writer { out: &mut *out })?;
         out.push(b'}');
         Ok(())
