@@ -318,3 +318,117 @@ async fn purging_deletes_only_expired_rows() {
     assert_eq!(count, 1, "the completed record stays");
     assert!(store.get(&long).await.expect("get").is_some());
 }
+
+/// A pool of one connection to `server` whose `clock_timestamp()` is a function of ours that
+/// reads the setting `set_clock.now` (found ahead of `pg_catalog`'s on the search path): the
+/// database clock, set by the test with [`set_clock`].
+async fn pool_on_a_set_clock(server: &PostgresServer) -> sqlx::PgPool {
+    let admin = postgres(server).await;
+    for statement in [
+        "CREATE SCHEMA IF NOT EXISTS set_clock",
+        "CREATE OR REPLACE FUNCTION set_clock.clock_timestamp() RETURNS timestamptz \
+         LANGUAGE sql VOLATILE AS $$ SELECT current_setting('set_clock.now')::timestamptz $$",
+    ] {
+        sqlx::query(statement)
+            .execute(&admin)
+            .await
+            .expect("the set clock");
+    }
+    PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute(
+                    "SET search_path = public, set_clock, pg_catalog; \
+                     SET set_clock.now = '2026-12-02 10:00:00+00'",
+                )
+                .await
+                .map(|_| ())
+            })
+        })
+        .connect(&server.url())
+        .await
+        .expect("connect")
+}
+
+/// Sets the clock of [`pool_on_a_set_clock`] to `micros` after 2026-12-02 10:00:00 UTC.
+async fn set_clock(pool: &sqlx::PgPool, micros: u64) {
+    let at = format!(
+        "2026-12-02 10:00:{:02}.{:06}+00",
+        micros / 1_000_000,
+        micros % 1_000_000
+    );
+    sqlx::query("SELECT set_config('set_clock.now', $1, false)")
+        .bind(at)
+        .execute(pool)
+        .await
+        .expect("clock set");
+}
+
+/// A lease or TTL granted between two whole milliseconds of the database clock still holds
+/// until its whole length has passed (the holder's own deadline is when it sent the call plus
+/// the lease; a row that died at the millisecond before would let another request take the
+/// key over while the holder reads its claim as held). On PostgreSQL with its clock set by the
+/// test: claim, renewal (for 150.5 ms) and completion granted at 10.9, 20.9 and 40.9 ms, each
+/// live 1 µs before its end; the row dead a millisecond after its TTL.
+#[tokio::test]
+async fn postgres_leases_and_ttls_granted_between_milliseconds_hold_for_their_whole_length() {
+    use idempotent_runtime::{CachedResponse, Fingerprint, IdempotencyEntry, InsertResult};
+
+    let pool = pool_on_a_set_clock(PostgresServer::shared()).await;
+    let store = PostgresStore::new(pool.clone())
+        .table("sub_ms_records")
+        .expect("table name");
+    store.migrate().await.expect("migrate");
+    let key = IdempotencyKey::new("sub-ms").expect("key");
+    let (lease, ttl) = (150_000, 600_000); // µs
+    let entry = || {
+        IdempotencyEntry::new(Fingerprint::from_u128(7))
+            .with_lease(Duration::from_micros(lease))
+            .with_ttl(Duration::from_micros(ttl))
+    };
+    let held = || async {
+        matches!(
+            store.try_insert(&key, entry()).await,
+            Ok(InsertResult::Exists(_))
+        )
+    };
+
+    set_clock(&pool, 10_900).await;
+    let Ok(InsertResult::Claimed {
+        fencing_token,
+        entry: claimed,
+    }) = store.try_insert(&key, entry()).await
+    else {
+        panic!("not claimed");
+    };
+    set_clock(&pool, 10_900 + lease - 1).await;
+    assert!(held().await, "the claim ended before its lease had passed");
+
+    let longer = 150_500;
+    set_clock(&pool, 20_900).await;
+    store
+        .renew(&key, fencing_token, Duration::from_micros(longer))
+        .await
+        .expect("renewed");
+    set_clock(&pool, 20_900 + longer - 1).await;
+    assert!(
+        held().await,
+        "the renewal ended before its lease had passed"
+    );
+
+    set_clock(&pool, 40_900).await;
+    store
+        .complete(
+            &key,
+            claimed.complete(CachedResponse::from("ok")),
+            fencing_token,
+        )
+        .await
+        .expect("completed");
+    set_clock(&pool, 40_900 + ttl - 1).await;
+    assert!(held().await, "the row expired before its TTL had passed");
+    set_clock(&pool, 40_900 + ttl + 1_000).await;
+    assert!(!held().await, "the row outlived its TTL");
+}

@@ -179,6 +179,23 @@ struct Record {
     response: Option<CachedResponse>,
 }
 
+/// The store's clock, read once, in whole milliseconds.
+#[derive(Clone, Copy)]
+struct Now {
+    /// Rounded down: what has surely passed. A record whose expiry this reaches is dead.
+    ms: u64,
+    /// Rounded up: where a lease or TTL granted now counts from, so it holds for its whole
+    /// length (see `lifetimes`).
+    from: u64,
+}
+
+impl Now {
+    /// The expiry of a lease or TTL of `span` ms (rounded up) granted now.
+    fn deadline(self, span: u64) -> u64 {
+        self.from.saturating_add(span)
+    }
+}
+
 /// The expiry's flag of a completed record.
 const COMPLETED: u64 = 1 << 63;
 
@@ -285,7 +302,7 @@ impl MemoryStore {
     /// Drops every expired record now, one shard at a time. Never needed for correctness
     /// (expired records are treated as absent), only to give memory back early.
     pub fn sweep(&self) {
-        let now = self.inner.now();
+        let now = self.inner.now().ms;
         for shard in &*self.inner.shards {
             let mut shard = shard.0.lock();
             if shard.earliest_expiry <= now {
@@ -310,14 +327,14 @@ impl MemoryStore {
         let (_, lease) = lifetimes::claim(&entry)?;
         let mut swept = false;
         loop {
-            let now = self.inner.now();
+            let at = self.inner.now();
+            let now = at.ms;
             let (mut shard, hash) = self.shard(key);
             self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
             let counter = shard.counter + 1;
             let token = FencingToken::new(counter, entry.claim_nonce());
             // Built only once the key is known to be free: a replay builds nothing.
-            let fresh =
-                || Record::processing(entry.fingerprint(), token, now.saturating_add(lease));
+            let fresh = || Record::processing(entry.fingerprint(), token, at.deadline(lease));
             if let Some(record) = shard.records.get_mut(hash, key) {
                 if record.is_live(now) {
                     if !record.is_completed() && record.token.nonce() == entry.claim_nonce() {
@@ -362,7 +379,7 @@ impl MemoryStore {
                 }
             }
             shard.counter = counter;
-            let expiry = now.saturating_add(lease);
+            let expiry = at.deadline(lease);
             shard.expires(expiry);
             // A claim does not bring the next round forward (it is seen by that round, or
             // completes and lowers it then), unless none is due: then it is the first due.
@@ -383,7 +400,8 @@ impl MemoryStore {
         token: FencingToken,
     ) -> Result<(), Error> {
         let ttl = lifetimes::completion(&entry)?;
-        let now = self.inner.now();
+        let at = self.inner.now();
+        let now = at.ms;
         let (mut guard, hash) = self.shard(key);
         let shard = &mut *guard;
         self.inner.sweep(shard, now, SWEEP_PER_CALL);
@@ -397,7 +415,7 @@ impl MemoryStore {
         let response = entry.into_response();
         let added = response.as_ref().map_or(0, CachedResponse::size);
         self.inner.reserve(&mut shard.bytes, 0, added)?;
-        let expiry = now.saturating_add(ttl);
+        let expiry = at.deadline(ttl);
         record.complete(response, expiry);
         shard.expires(expiry);
         shard.next_round = shard.next_round.min(expiry);
@@ -405,7 +423,7 @@ impl MemoryStore {
     }
 
     fn release_sync(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
-        let now = self.inner.now();
+        let now = self.inner.now().ms;
         let (mut shard, hash) = self.shard(key);
         let record = held_record(&mut shard.records, hash, key, token, now)?;
         if record.is_completed() {
@@ -430,20 +448,20 @@ impl MemoryStore {
         lease: Duration,
     ) -> Result<(), Error> {
         let lease = lifetimes::lease(lease)?;
-        let now = self.inner.now();
+        let at = self.inner.now();
         let (mut shard, hash) = self.shard(key);
-        let record = held_record(&mut shard.records, hash, key, token, now)?;
+        let record = held_record(&mut shard.records, hash, key, token, at.ms)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // only an in-flight claim has a lease
         }
-        let expiry = now.saturating_add(lease);
+        let expiry = at.deadline(lease);
         record.expire_at(expiry);
         shard.expires(expiry);
         Ok(())
     }
 
     fn get_sync(&self, key: &IdempotencyKey) -> Option<ExistingEntry> {
-        let now = self.inner.now();
+        let now = self.inner.now().ms;
         let (shard, hash) = self.shard(key);
         shard
             .records
@@ -468,8 +486,12 @@ fn held_record<'a>(
 }
 
 impl Inner {
-    fn now(&self) -> u64 {
-        lifetimes::millis(self.clock.now())
+    fn now(&self) -> Now {
+        let now = self.clock.now();
+        Now {
+            ms: lifetimes::millis(now),
+            from: lifetimes::millis_up(now),
+        }
     }
 
     /// Takes `entries` and `bytes` from the capacity budget (if the store has one), or
@@ -706,6 +728,91 @@ mod tests {
             claim_complete(&store, &format!("d-{i}"));
         }
         assert_eq!(store.len(), 200);
+    }
+
+    /// A clock read to the nanosecond, set by hand: the store's whole milliseconds meet
+    /// instants between them.
+    #[derive(Debug, Default)]
+    struct NanoClock(std::sync::atomic::AtomicU64);
+
+    impl NanoClock {
+        fn set(&self, at: Duration) {
+            let nanos = u64::try_from(at.as_nanos()).expect("a test instant");
+            self.0.store(nanos, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl crate::Clock for NanoClock {
+        fn now(&self) -> Duration {
+            Duration::from_nanos(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        }
+    }
+
+    /// A lease or TTL granted between two whole milliseconds still holds until its whole
+    /// length has passed: the holder's own deadline is when it sent the call plus the lease,
+    /// so a store that ended it at the whole millisecond before would let another request
+    /// take the key over while the holder still reads its claim as held. Claim, renewal (for
+    /// 150.5 ms) and completion granted at 10.9, 20.9 and 40.9 ms: each live 1 µs before its
+    /// end; the record dead a millisecond after its TTL.
+    #[test]
+    fn a_lease_or_ttl_granted_between_milliseconds_holds_for_its_whole_length() {
+        let clock = Arc::new(NanoClock::default());
+        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let key = IdempotencyKey::new("sub-ms").expect("key");
+        let fingerprint = DefaultFingerprintStrategy.compute("op", b"sub-ms");
+        let (lease, ttl) = (Duration::from_millis(150), Duration::from_millis(600));
+        let entry = || {
+            IdempotencyEntry::new(fingerprint)
+                .with_lease(lease)
+                .with_ttl(ttl)
+        };
+        let just_before = |granted: Duration, span: Duration| {
+            (granted + span).saturating_sub(Duration::from_micros(1))
+        };
+        let held = |store: &MemoryStore| {
+            matches!(store.insert(&key, entry()), Ok(InsertResult::Exists(_)))
+        };
+
+        let granted = Duration::from_micros(10_900);
+        clock.set(granted);
+        let Ok(InsertResult::Claimed {
+            fencing_token,
+            entry: claimed,
+        }) = store.insert(&key, entry())
+        else {
+            panic!("not claimed");
+        };
+        clock.set(just_before(granted, lease));
+        assert!(held(&store), "the claim ended before its lease had passed");
+
+        // A lease of a fraction of a millisecond more holds for that fraction too.
+        let (renewed, longer) = (
+            Duration::from_micros(20_900),
+            Duration::from_micros(150_500),
+        );
+        clock.set(renewed);
+        store
+            .renew_sync(&key, fencing_token, longer)
+            .expect("renewed");
+        clock.set(just_before(renewed, longer));
+        assert!(
+            held(&store),
+            "the renewal ended before its lease had passed"
+        );
+
+        let completed = Duration::from_micros(40_900);
+        clock.set(completed);
+        store
+            .complete_sync(
+                &key,
+                claimed.complete(CachedResponse::from("ok")),
+                fencing_token,
+            )
+            .expect("completed");
+        clock.set(just_before(completed, ttl));
+        assert!(held(&store), "the record expired before its TTL had passed");
+        clock.set(completed + ttl + Duration::from_millis(1));
+        assert!(!held(&store), "the record outlived its TTL");
     }
 
     /// A boxed record is one allocation of the allocator's 112-byte class (104 bytes and the

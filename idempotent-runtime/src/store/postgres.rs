@@ -36,7 +36,10 @@ use super::sql::Dialect;
 
 const POSTGRES: Dialect = Dialect {
     begin_migration: "BEGIN",
-    now_ms: "(extract(epoch from clock_timestamp()) * 1000)::bigint",
+    // `extract` gives the µs of `clock_timestamp()` exactly (a numeric); a cast to bigint
+    // alone would round to the nearest millisecond, half a millisecond early either way.
+    now_ms: "floor(extract(epoch from clock_timestamp()) * 1000)::bigint",
+    from_ms: "ceil(extract(epoch from clock_timestamp()) * 1000)::bigint",
     next_counter: |t| format!("nextval('{t}_counter')"),
     ddl: |t| {
         vec![

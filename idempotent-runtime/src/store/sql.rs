@@ -46,9 +46,13 @@ const NOT_REPLAYABLE: i64 = 2;
 
 /// How a database reads its clock, draws a counter and creates the table.
 pub(crate) struct Dialect {
-    /// An expression: now, in ms since the epoch, on the database clock (read at each use, not
-    /// at the start of a transaction).
+    /// An expression: now, in whole ms since the epoch on the database clock, rounded down
+    /// (read at each use, not at the start of a transaction): a row whose `expires_at` it
+    /// reaches is dead.
     pub(crate) now_ms: &'static str,
+    /// An expression: now on the same clock in whole ms, rounded *up*, which a lease or TTL
+    /// granted now counts from, so it holds for its whole length (see `store::lifetimes`).
+    pub(crate) from_ms: &'static str,
     /// An expression: the next fencing counter of table `t`.
     pub(crate) next_counter: fn(&str) -> String,
     /// The statements that create table `t` and what goes with it, each idempotent, run in
@@ -75,7 +79,7 @@ pub(crate) struct Statements {
 
 impl Statements {
     pub(crate) fn new(table: &str, dialect: &Dialect) -> Self {
-        let (t, now) = (table, dialect.now_ms);
+        let (t, now, from) = (table, dialect.now_ms, dialect.from_ms);
         let next = (dialect.next_counter)(t);
         let fenced = "key = $1 AND nonce = $2 AND counter = $3";
         Self {
@@ -83,7 +87,7 @@ impl Statements {
             // returns nothing (the caller then looks it up).
             claim: format!(
                 "INSERT INTO {t} (key, state, fingerprint, nonce, counter, expires_at, response) \
-                 VALUES ($1, 0, $2, $3, {next}, {now} + $4, NULL) \
+                 VALUES ($1, 0, $2, $3, {next}, {from} + $4, NULL) \
                  ON CONFLICT (key) DO UPDATE SET state = 0, fingerprint = excluded.fingerprint, \
                  nonce = excluded.nonce, counter = excluded.counter, \
                  expires_at = excluded.expires_at, response = NULL \
@@ -94,7 +98,7 @@ impl Statements {
                  WHERE key = $1 AND expires_at > {now}"
             ),
             complete: format!(
-                "UPDATE {t} SET state = $4, response = $5, expires_at = {now} + $6 \
+                "UPDATE {t} SET state = $4, response = $5, expires_at = {from} + $6 \
                  WHERE {fenced} AND fingerprint = $7 AND state = 0 AND expires_at > {now}"
             ),
             completion_state: format!(
@@ -102,7 +106,7 @@ impl Statements {
             ),
             release: format!("DELETE FROM {t} WHERE {fenced} AND state = 0 AND expires_at > {now}"),
             renew: format!(
-                "UPDATE {t} SET expires_at = {now} + $4 \
+                "UPDATE {t} SET expires_at = {from} + $4 \
                  WHERE {fenced} AND state = 0 AND expires_at > {now}"
             ),
             purge: format!(

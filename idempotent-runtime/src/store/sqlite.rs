@@ -31,6 +31,9 @@ const SQLITE: Dialect = Dialect {
     // would fail with "database is locked" beside another migration, rather than wait.
     begin_migration: "BEGIN IMMEDIATE",
     now_ms: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+    // The machine's clock in whole ms, rounded down by SQLite: the true time may be up to a
+    // millisecond later.
+    from_ms: "(CAST(unixepoch('subsec') * 1000 AS INTEGER) + 1)",
     next_counter: |t| format!("(SELECT value + 1 FROM {t}_counter WHERE id = 1)"),
     ddl: |t| {
         vec![
@@ -104,4 +107,43 @@ sql_store! {
     pool: sqlx::SqlitePool,
     kind: "sqlite",
     dialect: SQLITE,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SQLITE;
+
+    /// SQLite's clock reads whole milliseconds, rounded down (`unixepoch('subsec')` is a float
+    /// of them): `now_ms` is that reading exactly, for every millisecond of a second, and a
+    /// deadline counts from the millisecond after it, since the true time may be up to a
+    /// millisecond past the reading.
+    #[tokio::test]
+    async fn the_clock_reads_whole_milliseconds_and_deadlines_count_from_the_next() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:")
+            .await
+            .expect("in-memory database");
+        let at = |ms: u32, expression: &str| {
+            expression.replace(
+                "unixepoch('subsec')",
+                &format!("unixepoch('2026-12-02 10:00:00.{ms:03}', 'subsec')"),
+            )
+        };
+        let base: i64 = 1_796_205_600_000; // 2026-12-02 10:00:00 UTC, in ms
+        for ms in 0..1000 {
+            let sql = format!(
+                "SELECT {}, {}",
+                at(ms, SQLITE.now_ms),
+                at(ms, SQLITE.from_ms)
+            );
+            let (now, from): (i64, i64) = sqlx::query_as(&sql)
+                .fetch_one(&pool)
+                .await
+                .expect("evaluated");
+            assert_eq!(
+                (now, from),
+                (base + i64::from(ms), base + i64::from(ms) + 1),
+                "at .{ms:03}"
+            );
+        }
+    }
 }
