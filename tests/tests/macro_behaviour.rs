@@ -449,3 +449,36 @@ async fn methods_and_fingerprint_fields_work() {
     );
     assert_eq!(service.runs.load(Ordering::SeqCst), 1);
 }
+
+/// An error that may move between threads but not be shared by them (`Send`, not `Sync`).
+#[derive(Debug)]
+struct ThreadBound(std::cell::Cell<u8>);
+
+impl From<Error> for ThreadBound {
+    fn from(_: Error) -> Self {
+        Self(std::cell::Cell::new(0))
+    }
+}
+
+#[idempotent(key = key, store = store, name = "test.thread_bound")]
+async fn thread_bound(store: &MemoryStore, key: &str) -> Result<u64, ThreadBound> {
+    Ok(7)
+}
+
+fn assert_send<F: Send>(future: F) -> F {
+    future
+}
+
+/// The protocol holds the result by value across its awaits, never a borrow of it, so the
+/// attribute's future is `Send` whenever the result is, `Sync` or not (a borrow held across
+/// an await would need `Result<u64, ThreadBound>: Sync` and fail to compile here).
+#[tokio::test]
+async fn a_result_that_is_send_but_not_sync_keeps_the_future_send() {
+    let store = MemoryStore::new();
+    let ran = tokio::spawn(async move {
+        assert_send(thread_bound(&store, "thread-bound"))
+            .await
+            .map_err(|e| e.0.get())
+    });
+    assert_eq!(ran.await.expect("task"), Ok(7));
+}

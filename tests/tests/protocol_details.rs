@@ -272,3 +272,39 @@ async fn a_completion_retried_after_an_unreachable_store_stores_the_result() {
     assert_eq!(again.ok(), Some(vec!["paid".to_owned(); 3]));
     assert_eq!(runs.load(Ordering::SeqCst), 1, "replayed, not run again");
 }
+
+/// A handler that runs another idempotent execution sees its own claim before and after it
+/// (across its own awaits too), the nested one sees its own, and no claim is visible once
+/// both are done.
+#[tokio::test(start_paused = true)]
+async fn a_nested_execution_sees_its_own_claim_and_gives_the_outer_one_back() {
+    let store = MemoryStore::new();
+    let token = || current_claim().map(|claim| claim.fencing_token());
+    let seen = Idempotent::new("details.outer")
+        .store(&store)
+        .run(&key("outer"), &1, async {
+            let before = token();
+            tokio::task::yield_now().await;
+            let inner = Idempotent::new("details.inner")
+                .store(&store)
+                .run(&key("inner"), &2, async {
+                    tokio::task::yield_now().await;
+                    Ok::<_, Error>(token())
+                })
+                .await?;
+            tokio::task::yield_now().await;
+            Ok::<_, Error>((before, inner, token()))
+        })
+        .await;
+    let (before, inner, after) = seen.expect("ran");
+    assert!(before.is_some(), "the outer handler sees a claim");
+    assert_eq!(
+        after, before,
+        "the outer claim is back after the nested execution"
+    );
+    assert!(
+        inner.is_some() && inner != before,
+        "the nested handler sees its own claim: {inner:?} / {before:?}"
+    );
+    assert!(current_claim().is_none(), "no claim outside a handler");
+}

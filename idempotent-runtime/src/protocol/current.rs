@@ -165,14 +165,16 @@ pub(crate) struct Panicked;
 /// Polls a handler with its claim visible through [`current_claim`], catching panics.
 pub(crate) struct Guarded<F> {
     inner: Pin<Box<F>>,
-    claim: Arc<Lease>,
+    /// The claim; lent to [`CURRENT`] while the handler is polled (moved there and back, so a
+    /// poll counts no references).
+    claim: Option<Arc<Lease>>,
 }
 
 impl<F> Guarded<F> {
     pub(crate) fn new(inner: F, claim: Arc<Lease>) -> Self {
         Self {
             inner: Box::pin(inner),
-            claim,
+            claim: Some(claim),
         }
     }
 }
@@ -181,10 +183,11 @@ impl<F: Future> Future for Guarded<F> {
     type Output = Result<F::Output, Panicked>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let claim = self.claim.clone();
-        let previous = CURRENT.with(|c| c.replace(Some(claim)));
+        let claim = self.claim.take();
+        let previous = CURRENT.with(|c| c.replace(claim));
         let polled = catch_unwind(AssertUnwindSafe(|| self.inner.as_mut().poll(cx)));
-        CURRENT.with(|c| *c.borrow_mut() = previous);
+        // Ours back, whatever the handler did to the slot (a nested execution restores its own).
+        self.claim = CURRENT.with(|c| c.replace(previous));
         match polled {
             Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
             Ok(Poll::Pending) => Poll::Pending,

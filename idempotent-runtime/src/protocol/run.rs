@@ -41,15 +41,19 @@ where
         // lapses with its lease.
         return answer::<R, C>(observer, Error::HandlerPanicked);
     };
-    let Some(completed) = completion(entry, C::encode(&result, spec.max_body)) else {
+    let Some(completed) = completion(entry.clone(), C::encode(&result, spec.max_body)) else {
         release(observer, store, key, token).await;
         return result;
     };
     let replayable = completed.response().is_some();
     let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
+    // A retry encodes the result again rather than keep a copy of this entry: a clone would
+    // make its response's bytes shared (an allocation, and atomic counts on every drop) for
+    // the rare retry, and the store would keep them shared as long as it keeps the record.
+    let again = |result: &R| completion(entry.clone(), C::encode(result, spec.max_body));
     // Awaited before the match: a future in a match's scrutinee stays in this future's state
     // through every arm's own awaits.
-    let stored = complete_with_retry(store, key, completed, token).await;
+    let (result, stored) = complete_with_retry(store, key, token, completed, result, again).await;
     match stored {
         Err(Error::StaleFencingToken) => {
             superseded::<R, C>(observer, store, key, fingerprint).await
@@ -61,10 +65,13 @@ where
                 "the result did not fit in the store: completed as not replayable",
                 &e,
             );
-            let done = IdempotencyEntry::new(fingerprint)
-                .with_ttl(ttl)
-                .complete_not_replayable();
-            let _ = complete_with_retry(store, key, done, token).await;
+            let done = || {
+                IdempotencyEntry::new(fingerprint)
+                    .with_ttl(ttl)
+                    .complete_not_replayable()
+            };
+            let (result, _) =
+                complete_with_retry(store, key, token, done(), result, |_| Some(done())).await;
             observer.outcome(Outcome::NotReplayable);
             result
         }
@@ -189,28 +196,33 @@ pub(super) async fn superseded<R, C: ResultCodec<R>>(
     }
 }
 
-/// `complete`, retried with the same token when the reply is lost: completing the same claim
-/// twice is a no-op, so a retry after a lost success is harmless.
-async fn complete_with_retry(
+/// `complete` with `entry`, retried with the same token — and the entry `again` makes of
+/// `result` — when the reply is lost: completing the same claim twice is a no-op, so a retry
+/// after a lost success is harmless. Hands `result` back: held by value, never borrowed
+/// across an await, so the future is `Send` whenever `R` is (a borrow would need `R: Sync`).
+async fn complete_with_retry<R>(
     store: &dyn IdempotencyStore,
     key: &IdempotencyKey,
-    entry: IdempotencyEntry<Completed>,
     token: FencingToken,
-) -> Result<(), Error> {
+    entry: IdempotencyEntry<Completed>,
+    result: R,
+    again: impl Fn(&R) -> Option<IdempotencyEntry<Completed>>,
+) -> (R, Result<(), Error>) {
+    let mut entry = entry;
     let mut attempt = 0;
     loop {
-        match store_call(
-            store.kind(),
-            "complete",
-            store.complete(key, entry.clone(), token),
-        )
-        .await
-        {
-            Err(Error::StoreUnavailable(_)) if attempt < 3 => {
+        match store_call(store.kind(), "complete", store.complete(key, entry, token)).await {
+            Err(e @ Error::StoreUnavailable(_)) if attempt < 3 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                // The same result: its encoding differs only if its `Serialize` is not
+                // deterministic, and any encoding of it is a right answer for a retry.
+                let Some(next) = again(&result) else {
+                    return (result, Err(e));
+                };
+                entry = next;
             }
-            other => return other,
+            other => return (result, other),
         }
     }
 }
