@@ -200,29 +200,37 @@ pub(super) async fn superseded<R, C: ResultCodec<R>>(
 /// `result` — when the reply is lost: completing the same claim twice is a no-op, so a retry
 /// after a lost success is harmless. Hands `result` back: held by value, never borrowed
 /// across an await, so the future is `Send` whenever `R` is (a borrow would need `R: Sync`).
-async fn complete_with_retry<R>(
-    store: &dyn IdempotencyStore,
-    key: &IdempotencyKey,
+///
+/// A plain fn around an `async move` block, not an `async fn`: an async fn's state keeps each
+/// argument twice (rust-lang/rust#62958), and the result can be a whole HTTP response.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep each argument twice in its state"
+)]
+fn complete_with_retry<'a, R: 'a>(
+    store: &'a dyn IdempotencyStore,
+    key: &'a IdempotencyKey,
     token: FencingToken,
-    entry: IdempotencyEntry<Completed>,
+    mut entry: IdempotencyEntry<Completed>,
     result: R,
-    again: impl Fn(&R) -> Option<IdempotencyEntry<Completed>>,
-) -> (R, Result<(), Error>) {
-    let mut entry = entry;
-    let mut attempt = 0;
-    loop {
-        match store_call(store.kind(), "complete", store.complete(key, entry, token)).await {
-            Err(e @ Error::StoreUnavailable(_)) if attempt < 3 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-                // The same result: its encoding differs only if its `Serialize` is not
-                // deterministic, and any encoding of it is a right answer for a retry.
-                let Some(next) = again(&result) else {
-                    return (result, Err(e));
-                };
-                entry = next;
+    again: impl Fn(&R) -> Option<IdempotencyEntry<Completed>> + 'a,
+) -> impl Future<Output = (R, Result<(), Error>)> + 'a {
+    async move {
+        let mut attempt = 0;
+        loop {
+            match store_call(store.kind(), "complete", store.complete(key, entry, token)).await {
+                Err(e @ Error::StoreUnavailable(_)) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                    // The same result: its encoding differs only if its `Serialize` is not
+                    // deterministic, and any encoding of it is a right answer for a retry.
+                    let Some(next) = again(&result) else {
+                        return (result, Err(e));
+                    };
+                    entry = next;
+                }
+                other => return (result, other),
             }
-            other => return (result, other),
         }
     }
 }
