@@ -45,6 +45,7 @@ use completion::RunToCompletion;
 pub(crate) use detached::admit;
 pub use detached::{DEFAULT_MAX_DETACHED, set_max_detached, shutdown};
 use head::RequestHead;
+use key::HeaderKey;
 pub use key::{IDEMPOTENCY_KEY_HEADER, key_from_headers};
 pub use layer::{IdempotencyLayer, IdempotencyService};
 use options::HttpOptions;
@@ -53,8 +54,8 @@ pub use response::REPLAYED_HEADER;
 use response::{Buffered, Http};
 
 use crate::observe::{Observer, Outcome};
-use crate::protocol::{Step, acquire, release_unstarted, run_claimed, storage_key};
-use crate::{Error, Fingerprint, IdempotencyKey, IdempotencyStore};
+use crate::protocol::{Step, acquire, release_unstarted, run_claimed};
+use crate::{Error, Fingerprint, IdempotencyStore};
 
 /// Runs `handler` under the protocol for one HTTP request, detached from the caller: the one
 /// function behind both `#[idempotent(key = header)]` and [`IdempotencyLayer`].
@@ -64,7 +65,7 @@ pub(crate) async fn run<S, O, F>(
     store: S,
     options: O,
     scope: Option<String>,
-    key: Result<Option<IdempotencyKey>, Problem>,
+    key: Result<Option<HeaderKey>, Problem>,
     fingerprint: Result<Fingerprint, Error>,
     handler: F,
 ) -> Response
@@ -98,7 +99,7 @@ pub(crate) async fn run_transactional<S, O, H, F>(
     store: S,
     options: O,
     scope: Option<String>,
-    key: Result<Option<IdempotencyKey>, Problem>,
+    key: Result<Option<HeaderKey>, Problem>,
     fingerprint: Result<Fingerprint, Error>,
     handler: H,
 ) -> Response
@@ -132,7 +133,7 @@ where
         &store,
         spec,
         operation,
-        Ok(storage_key(operation, scope.as_deref(), &key)),
+        key.stored_key(operation, scope.as_deref()),
         Ok(fingerprint),
         capture,
     )
@@ -153,7 +154,7 @@ async fn run_with<S, O, F>(
     store: S,
     options: O,
     scope: Option<String>,
-    key: IdempotencyKey,
+    key: HeaderKey,
     fingerprint: Fingerprint,
     handler: F,
 ) -> Buffered
@@ -163,15 +164,13 @@ where
     F: Future<Output = Buffered> + Send + 'static,
 {
     let (spec, operation) = (&options.as_ref().spec, options.as_ref().operation());
+    let stored_key = match key.stored_key(operation, scope.as_deref()) {
+        Ok(stored_key) => stored_key,
+        Err(e) => return reject(options.as_ref(), Problem::from(e)),
+    };
     let observer = Observer::start(operation);
-    let step = acquire::<Buffered, Http>(
-        &observer,
-        &store,
-        spec,
-        operation,
-        storage_key(operation, scope.as_deref(), &key),
-        fingerprint,
-    );
+    let step =
+        acquire::<Buffered, Http>(&observer, &store, spec, operation, stored_key, fingerprint);
     // Replays and conflicts answer here; only a claimed execution is detached.
     let claim = match observer.in_span(step).await {
         Step::Done(buffered) => return buffered,

@@ -34,6 +34,8 @@ pub(crate) use run::run_claimed;
 pub use spec::{Concurrency, DEFAULT_MAX_BODY, Spec};
 pub use stored_key::KeyPrefix;
 pub(crate) use stored_key::checked_storage_key;
+#[cfg(feature = "axum")]
+pub(crate) use stored_key::checked_storage_key_of;
 pub use stored_key::storage_key;
 
 use crate::observe::{Observer, Outcome};

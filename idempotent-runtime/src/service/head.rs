@@ -6,8 +6,9 @@ use axum::extract::{FromRequestParts, MatchedPath};
 use http::request::Parts;
 use http::{HeaderMap, Method};
 
-use super::{HttpOptions, IDEMPOTENCY_KEY_HEADER, Problem, key_from_headers};
-use crate::{Error, Fingerprint, FingerprintBuilder, IdempotencyKey};
+use super::key::{HeaderKey, header_key};
+use super::{HttpOptions, IDEMPOTENCY_KEY_HEADER, Problem};
+use crate::{Error, Fingerprint, FingerprintBuilder};
 
 /// What the fingerprint needs from a request besides its content, and its key. Extracted by
 /// the code `#[idempotent(key = header)]` generates, as the first argument; the key is read
@@ -43,10 +44,10 @@ enum KeySource {
     /// Read from the header `header` when the head was taken.
     Read {
         header: &'static str,
-        key: Result<Option<IdempotencyKey>, Problem>,
+        key: Result<Option<HeaderKey>, Problem>,
     },
     /// Read by the caller, for its own options (the layer).
-    Given(Result<Option<IdempotencyKey>, Problem>),
+    Given(Result<Option<HeaderKey>, Problem>),
     /// The request's headers, for a header named at run time.
     Headers(HeaderMap),
 }
@@ -54,12 +55,12 @@ enum KeySource {
 impl RequestHead {
     /// The head of the request `parts`, its key read from the `header` header.
     pub(crate) fn read(parts: &Parts, header: &'static str) -> Self {
-        let key = key_from_headers(&parts.headers, header);
+        let key = header_key(&parts.headers, header);
         Self::of(parts, KeySource::Read { header, key })
     }
 
-    /// The head of the request `parts` with the key its caller read (`key_from_headers`).
-    pub(crate) fn with_key(parts: &Parts, key: Result<Option<IdempotencyKey>, Problem>) -> Self {
+    /// The head of the request `parts` with the key its caller read (`header_key`).
+    pub(crate) fn with_key(parts: &Parts, key: Result<Option<HeaderKey>, Problem>) -> Self {
         Self::of(parts, KeySource::Given(key))
     }
 
@@ -94,10 +95,7 @@ impl RequestHead {
 
     /// The key for `options`, taken out of the head (a second call finds none): `Ok(None)`
     /// when it is optional and was not sent.
-    pub(crate) fn take_key(
-        &mut self,
-        options: &HttpOptions,
-    ) -> Result<Option<IdempotencyKey>, Problem> {
+    pub(crate) fn take_key(&mut self, options: &HttpOptions) -> Result<Option<HeaderKey>, Problem> {
         let key = match &mut self.key {
             KeySource::Read { header, key } if options.header == *header => {
                 std::mem::replace(key, Ok(None))
@@ -114,7 +112,7 @@ impl RequestHead {
                     ),
                 ));
             }
-            KeySource::Headers(headers) => key_from_headers(headers, &options.header),
+            KeySource::Headers(headers) => header_key(headers, &options.header),
         };
         match key? {
             Some(key) => Ok(Some(key)),
@@ -177,7 +175,12 @@ mod tests {
         let options = HttpOptions::new("op", "idempotency-key");
         let mut head = RequestHead::read(&parts(Some("k-1")), "idempotency-key");
         let key = head.take_key(&options).expect("valid").expect("present");
-        assert_eq!(key.as_str(), "k-1");
+        let k1 = crate::IdempotencyKey::new("k-1").expect("key");
+        assert_eq!(
+            key.stored_key("op", Some("tenant")).ok(),
+            Some(crate::storage_key("op", Some("tenant"), &k1)),
+            "the stored key of the header's key"
+        );
         let again = head.take_key(&options).map_err(|p| p.kind());
         assert_eq!(again.err(), Some(ProblemKind::MissingKey));
     }

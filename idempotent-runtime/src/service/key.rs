@@ -1,13 +1,11 @@
 //! Reading the idempotency key from request headers, and the [`IdempotencyKey`] extractor.
 
-use std::borrow::Cow;
-
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
-use http::HeaderMap;
 use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
 
 use super::Problem;
-use crate::IdempotencyKey;
+use crate::{Error, IdempotencyKey, KeyError, StoredKey};
 
 /// The header a key is read from unless configured otherwise.
 ///
@@ -44,6 +42,62 @@ pub fn key_from_headers(
     headers: &HeaderMap,
     name: &str,
 ) -> Result<Option<IdempotencyKey>, Problem> {
+    let Some(key) = header_key(headers, name)? else {
+        return Ok(None);
+    };
+    IdempotencyKey::from_bytes(key.bytes())
+        .map(Some)
+        .map_err(|e| invalid(name, &e))
+}
+
+/// A client's key as its header carried it, checked by the rules of [`IdempotencyKey::new`]
+/// but not copied into one: the header's own value (whose bytes the request shares), or the
+/// content of a quoted sf-string. The protocol needs only its hash ([`Self::stored_key`]).
+#[derive(Debug, Clone)]
+pub(crate) enum HeaderKey {
+    Bare(HeaderValue),
+    Unquoted(Vec<u8>),
+}
+
+impl HeaderKey {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Bare(value) => value.as_bytes(),
+            Self::Unquoted(content) => content,
+        }
+    }
+
+    /// The key's stored key for `operation` and `scope`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] — never, as the key was checked when read; the check is made again
+    /// rather than assumed.
+    pub(crate) fn stored_key(
+        &self,
+        operation: &str,
+        scope: Option<&str>,
+    ) -> Result<StoredKey, Error> {
+        let text = std::str::from_utf8(self.bytes()).map_err(|e| KeyError::InvalidByte {
+            byte: self
+                .bytes()
+                .get(e.valid_up_to())
+                .copied()
+                .unwrap_or_default(),
+            position: e.valid_up_to(),
+        })?;
+        Ok(crate::protocol::checked_storage_key_of(
+            operation, scope, text,
+        )?)
+    }
+}
+
+/// The 400 for a header `name` whose key breaks the rules.
+fn invalid(name: &str, error: &KeyError) -> Problem {
+    Problem::invalid_key(format!("the `{name}` header is not a valid key: {error}"))
+}
+
+/// [`key_from_headers`] without the copy: the checked key as the header holds it.
+pub(crate) fn header_key(headers: &HeaderMap, name: &str) -> Result<Option<HeaderKey>, Problem> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -53,18 +107,16 @@ pub fn key_from_headers(
             "the `{name}` header appears more than once; send exactly one"
         )));
     }
-    let bytes = value.as_bytes();
-    let bytes = match bytes {
-        [b'"', ..] => unquote(bytes).map(Cow::Owned).ok_or_else(|| {
+    let key = match value.as_bytes() {
+        bytes @ [b'"', ..] => HeaderKey::Unquoted(unquote(bytes).ok_or_else(|| {
             Problem::invalid_key(format!(
                 "the `{name}` header starts with `\"` but is not a valid quoted string (RFC 8941 sf-string)"
             ))
-        })?,
-        _ => Cow::Borrowed(bytes),
+        })?),
+        _ => HeaderKey::Bare(value.clone()),
     };
-    IdempotencyKey::from_bytes(&bytes)
-        .map(Some)
-        .map_err(|e| Problem::invalid_key(format!("the `{name}` header is not a valid key: {e}")))
+    IdempotencyKey::validate(key.bytes()).map_err(|e| invalid(name, &e))?;
+    Ok(Some(key))
 }
 
 /// The content of an sf-string: `"` … `"` with `\"` and `\\` escapes, printable ASCII inside.

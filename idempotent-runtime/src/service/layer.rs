@@ -17,9 +17,10 @@ use http_body_util::{BodyExt as _, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::key::HeaderKey;
 use super::response::Buffered;
 use super::{BoxError, HttpOptions, LayerBody, Problem, ProblemKind, RequestHead};
-use crate::{Concurrency, DEFAULT_MAX_BODY, IdempotencyKey};
+use crate::{Concurrency, DEFAULT_MAX_BODY};
 use crate::{FingerprintStrategy, IdempotencyStore};
 
 type Scope = dyn Fn(&Parts) -> Option<String> + Send + Sync;
@@ -331,7 +332,7 @@ where
         Box::pin(async move {
             let grpc = super::grpc::is_grpc(request.headers());
             let (parts, body) = request.into_parts();
-            let key = super::key_from_headers(&parts.headers, &layer.options.header);
+            let key = super::key::header_key(&parts.headers, &layer.options.header);
             let mut head = RequestHead::with_key(&parts, key);
             // The key first: a bad key is a 400 whatever the body.
             let answer = match head.take_key(&layer.options) {
@@ -365,7 +366,7 @@ impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
         parts: Parts,
         body: ReqB,
         head: &RequestHead,
-        key: IdempotencyKey,
+        key: HeaderKey,
     ) -> Buffered
     where
         S: Service<Request<LayerBody<ReqB>>, Response = http::Response<ResB>> + Send + 'static,
