@@ -122,6 +122,9 @@ where
         Err(e) => return reject(options, Problem::from(e)).into_response(),
     };
     let (spec, operation, stores) = (&options.spec, options.operation(), options.stores);
+    // Hashed here, so the header's bytes (the request's) go now, not with the transaction.
+    let stored_key = key.stored_key(operation, scope.as_deref());
+    drop(key);
     let capture = move |transaction| {
         let ran = handler(transaction);
         async move {
@@ -133,7 +136,7 @@ where
         &store,
         spec,
         operation,
-        key.stored_key(operation, scope.as_deref()),
+        stored_key,
         Ok(fingerprint),
         capture,
     )
@@ -168,6 +171,8 @@ where
         Ok(stored_key) => stored_key,
         Err(e) => return reject(options.as_ref(), Problem::from(e)),
     };
+    // The header's bytes are the request's: let them go now, not when the handler is done.
+    drop(key);
     let observer = Observer::start(operation);
     let step =
         acquire::<Buffered, Http>(&observer, &store, spec, operation, stored_key, fingerprint);
