@@ -93,13 +93,17 @@ impl IdempotencyKey {
     /// assert!(IdempotencyKey::from_bytes("caf\u{e9}".as_bytes()).is_err());
     /// ```
     pub fn from_bytes(key: &[u8]) -> Result<Self, KeyError> {
+        Ok(Self(Self::checked_str(key)?.into()))
+    }
+
+    /// `key` as text, once it passes the rules of [`Self::new`]; not copied.
+    pub(crate) fn checked_str(key: &[u8]) -> Result<&str, KeyError> {
         Self::validate(key)?;
         // Every byte is visible ASCII, so this is valid UTF-8.
-        let text = std::str::from_utf8(key).map_err(|e| KeyError::InvalidByte {
+        std::str::from_utf8(key).map_err(|e| KeyError::InvalidByte {
             byte: key.get(e.valid_up_to()).copied().unwrap_or_default(),
             position: e.valid_up_to(),
-        })?;
-        Ok(Self(text.into()))
+        })
     }
 
     pub(crate) fn validate(key: &[u8]) -> Result<(), KeyError> {

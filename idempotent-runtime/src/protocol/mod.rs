@@ -35,7 +35,7 @@ pub use spec::{Concurrency, DEFAULT_MAX_BODY, Spec};
 pub use stored_key::KeyPrefix;
 pub(crate) use stored_key::checked_storage_key;
 #[cfg(feature = "axum")]
-pub(crate) use stored_key::checked_storage_key_of;
+pub(crate) use stored_key::hash as storage_key_of_text;
 pub use stored_key::storage_key;
 
 use crate::observe::{Observer, Outcome};

@@ -72,19 +72,9 @@ pub(crate) fn checked_storage_key(
     Ok(finish(shared.clone(), scope, key))
 }
 
-/// The stored key of a client key given as text, checked by the rules of
-/// [`IdempotencyKey::new`] without copying it into one (no prefix kept for `operation`).
-#[cfg(feature = "axum")]
-pub(crate) fn checked_storage_key_of(
-    operation: &str,
-    scope: Option<&str>,
-    key: &str,
-) -> Result<StoredKey, KeyError> {
-    IdempotencyKey::validate(key.as_bytes())?;
-    Ok(hash(operation, scope, key))
-}
-
-fn hash(operation: &str, scope: Option<&str>, key: &str) -> StoredKey {
+/// The stored key of a client key given as text (checked already), with no prefix kept for
+/// `operation`: [`storage_key`] without the `IdempotencyKey`.
+pub(crate) fn hash(operation: &str, scope: Option<&str>, key: &str) -> StoredKey {
     finish(shared_parts(operation, scope.is_some()), scope, key)
 }
 

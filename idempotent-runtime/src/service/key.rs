@@ -77,17 +77,8 @@ impl HeaderKey {
         operation: &str,
         scope: Option<&str>,
     ) -> Result<StoredKey, Error> {
-        let text = std::str::from_utf8(self.bytes()).map_err(|e| KeyError::InvalidByte {
-            byte: self
-                .bytes()
-                .get(e.valid_up_to())
-                .copied()
-                .unwrap_or_default(),
-            position: e.valid_up_to(),
-        })?;
-        Ok(crate::protocol::checked_storage_key_of(
-            operation, scope, text,
-        )?)
+        let text = IdempotencyKey::checked_str(self.bytes())?;
+        Ok(crate::protocol::storage_key_of_text(operation, scope, text))
     }
 }
 

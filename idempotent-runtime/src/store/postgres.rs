@@ -34,12 +34,18 @@
 
 use super::sql::Dialect;
 
+/// The database clock in ms since the epoch, to the µs (`extract` gives a numeric); a cast to
+/// bigint alone would round it to the nearest millisecond, half a millisecond early either way.
+macro_rules! clock_ms {
+    () => {
+        "extract(epoch from clock_timestamp()) * 1000"
+    };
+}
+
 const POSTGRES: Dialect = Dialect {
     begin_migration: "BEGIN",
-    // `extract` gives the µs of `clock_timestamp()` exactly (a numeric); a cast to bigint
-    // alone would round to the nearest millisecond, half a millisecond early either way.
-    now_ms: "floor(extract(epoch from clock_timestamp()) * 1000)::bigint",
-    from_ms: "ceil(extract(epoch from clock_timestamp()) * 1000)::bigint",
+    now_ms: concat!("floor(", clock_ms!(), ")::bigint"),
+    from_ms: concat!("ceil(", clock_ms!(), ")::bigint"),
     next_counter: |t| format!("nextval('{t}_counter')"),
     ddl: |t| {
         vec![

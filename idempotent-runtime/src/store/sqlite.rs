@@ -26,14 +26,20 @@
 
 use super::sql::Dialect;
 
+/// The machine's clock in whole ms since the epoch, rounded down by SQLite.
+macro_rules! clock_ms {
+    () => {
+        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+    };
+}
+
 const SQLITE: Dialect = Dialect {
     // Takes the write lock at once: a deferred transaction whose DDL upgrades its read lock
     // would fail with "database is locked" beside another migration, rather than wait.
     begin_migration: "BEGIN IMMEDIATE",
-    now_ms: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
-    // The machine's clock in whole ms, rounded down by SQLite: the true time may be up to a
-    // millisecond later.
-    from_ms: "(CAST(unixepoch('subsec') * 1000 AS INTEGER) + 1)",
+    now_ms: clock_ms!(),
+    // The true time may be up to a millisecond past the reading.
+    from_ms: concat!("(", clock_ms!(), " + 1)"),
     next_counter: |t| format!("(SELECT value + 1 FROM {t}_counter WHERE id = 1)"),
     ddl: |t| {
         vec![
