@@ -389,10 +389,11 @@ impl IdempotencyStore for ValkeyStore {
         entry: IdempotencyEntry<Processing>,
     ) -> Result<InsertResult, Error> {
         let (_, lease) = lifetimes::claim(&entry)?;
-        let record_key = self.record_key(key);
-        if let Some(done) = self.cache.as_ref().and_then(|c| c.get(&record_key)) {
+        // Looked up by the key as given: a hit hashes nothing and allocates nothing.
+        if let Some(done) = self.cache.as_ref().and_then(|c| c.get(key.as_str())) {
             return Ok(InsertResult::Exists(ExistingEntry::Completed(done)));
         }
+        let record_key = self.record_key(key);
         let nonce = entry.claim_nonce();
         let id = format::claim_id(entry.fingerprint(), nonce);
         let sent_at = tokio::time::Instant::now();
@@ -422,7 +423,7 @@ impl IdempotencyStore for ValkeyStore {
                     // PTTL: -1 (no expiry) and -2 (gone) are never cached.
                     if let Ok(ms @ 1..) = u64::try_from(*pttl) {
                         let remaining = Duration::from_millis(ms);
-                        cache.put(record_key, done.clone(), sent_at, remaining);
+                        cache.put(key.as_str(), done.clone(), sent_at, remaining);
                     }
                 }
                 Ok(InsertResult::Exists(existing))
@@ -453,7 +454,7 @@ impl IdempotencyStore for ValkeyStore {
         status(&reply)?;
         if let Some(cache) = &self.cache {
             let done = CompletedRecord::new(entry.fingerprint(), entry.response().cloned());
-            cache.put(record_key, done, sent_at, Duration::from_millis(ttl));
+            cache.put(key.as_str(), done, sent_at, Duration::from_millis(ttl));
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::sync::Mutex;
 const MAX_SHARDS: usize = 16;
 const ENTRIES_PER_SHARD: usize = 1024;
 
-/// Completed records by record key, each until its server-side expiry.
+/// Completed records by the store's key (the `IdempotencyKey` a store call is given; the record key derives from it), each until its server-side expiry.
 #[derive(Debug)]
 pub(crate) struct LocalCache {
     max_entries: usize,
@@ -46,9 +46,9 @@ struct Cached {
 
 /// What an entry counts against the byte bound: its key, its response, and a fixed share for
 /// the map's own bookkeeping.
-fn size_of(record_key: &str, record: &CompletedRecord) -> usize {
+fn size_of(key: &str, record: &CompletedRecord) -> usize {
     const OVERHEAD: usize = 96;
-    record_key.len() + record.response().map_or(0, crate::CachedResponse::size) + OVERHEAD
+    key.len() + record.response().map_or(0, crate::CachedResponse::size) + OVERHEAD
 }
 
 impl LocalCache {
@@ -66,21 +66,21 @@ impl LocalCache {
         }
     }
 
-    fn shard(&self, record_key: &str) -> &Mutex<Entries> {
+    fn shard(&self, key: &str) -> &Mutex<Entries> {
         // The modulo keeps the index below the shard count: the truncation is the point.
         #[allow(clippy::cast_possible_truncation)]
-        let index = (self.hasher.hash_one(record_key) % self.shards.len() as u64) as usize;
+        let index = (self.hasher.hash_one(key) % self.shards.len() as u64) as usize;
         &self.shards[index]
     }
 
-    /// The completed record under `record_key`, if cached and not expired.
-    pub(crate) fn get(&self, record_key: &str) -> Option<CompletedRecord> {
-        let mut entries = self.shard(record_key).lock();
-        let cached = entries.map.get(record_key)?;
+    /// The completed record under `key`, if cached and not expired.
+    pub(crate) fn get(&self, key: &str) -> Option<CompletedRecord> {
+        let mut entries = self.shard(key).lock();
+        let cached = entries.map.get(key)?;
         if Instant::now() < cached.expires {
             return Some(cached.record.clone());
         }
-        entries.remove(record_key);
+        entries.remove(key);
         None
     }
 
@@ -89,20 +89,20 @@ impl LocalCache {
     /// evicted to stay within the bounds; a record larger than the byte bound is not kept.
     pub(crate) fn put(
         &self,
-        record_key: String,
+        key: &str,
         record: CompletedRecord,
         read_at: Instant,
         remaining: Duration,
     ) {
-        let size = size_of(&record_key, &record);
+        let size = size_of(key, &record);
         if size > self.max_bytes || self.max_entries == 0 {
             return;
         }
         let Some(expires) = read_at.checked_add(remaining) else {
             return;
         };
-        let mut entries = self.shard(&record_key).lock();
-        entries.remove(&record_key);
+        let mut entries = self.shard(key).lock();
+        entries.remove(key);
         while entries.map.len() >= self.max_entries || entries.bytes + size > self.max_bytes {
             // Any entry will do: they are all correct until they expire.
             let Some(victim) = entries.map.keys().next().cloned() else {
@@ -112,7 +112,7 @@ impl LocalCache {
         }
         entries.bytes += size;
         entries.map.insert(
-            record_key,
+            key.to_owned(),
             Cached {
                 record,
                 expires,
@@ -133,8 +133,8 @@ impl LocalCache {
 }
 
 impl Entries {
-    fn remove(&mut self, record_key: &str) {
-        if let Some(gone) = self.map.remove(record_key) {
+    fn remove(&mut self, key: &str) {
+        if let Some(gone) = self.map.remove(key) {
             self.bytes -= gone.size;
         }
     }
@@ -152,12 +152,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_entry_is_served_until_its_remaining_ttl_ends() {
         let cache = LocalCache::new(10, 1 << 20);
-        cache.put(
-            "k".into(),
-            record("a"),
-            Instant::now(),
-            Duration::from_secs(2),
-        );
+        cache.put("k", record("a"), Instant::now(), Duration::from_secs(2));
         tokio::time::advance(Duration::from_millis(1999)).await;
         assert_eq!(cache.get("k"), Some(record("a")));
         tokio::time::advance(Duration::from_millis(1)).await;
@@ -168,7 +163,7 @@ mod tests {
     fn fill(cache: &LocalCache, n: usize) {
         for k in 0..n {
             let key = format!("key-{k:03}");
-            cache.put(key, record("x"), Instant::now(), Duration::from_secs(60));
+            cache.put(&key, record("x"), Instant::now(), Duration::from_secs(60));
         }
     }
 
@@ -182,12 +177,7 @@ mod tests {
         fill(&small, 3);
         assert_eq!((small.len(), small.bytes()), (2, 2 * entry));
         let tiny = LocalCache::new(100, 10);
-        tiny.put(
-            "a".into(),
-            record("x"),
-            Instant::now(),
-            Duration::from_secs(60),
-        );
+        tiny.put("a", record("x"), Instant::now(), Duration::from_secs(60));
         assert_eq!(tiny.len(), 0, "a record over the byte bound is not kept");
         let none = LocalCache::new(0, 1 << 20);
         fill(&none, 10);
