@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 mod builder;
+mod key;
 mod table;
 
 pub use builder::MemoryStoreBuilder;
+use key::Probe;
 use table::Table;
 
 use crate::store::lifetimes;
@@ -133,8 +135,9 @@ impl Budget {
 struct Padded<T>(T);
 
 struct Shard {
-    /// Boxed records keep the table's slots small (32 bytes), so growing a shard moves
-    /// little memory and an idle slot costs little. (In place, records cost more: a 136-byte
+    /// Boxed records keep the table's slots small (56 bytes: the hash, the key as
+    /// [`key::Key`] keeps it, the box), so growing a shard moves little memory and an idle
+    /// slot costs little. (In place, records cost more: a 136-byte
     /// slot, doubled capacity — 268 B per record at a million, against 190 boxed — and a
     /// shard's growth moves megabytes under its lock.)
     records: Table<Box<Record>>,
@@ -232,8 +235,9 @@ impl Record {
         self.expiry = pack(expires_at, COMPLETED);
     }
 
-    fn payload_bytes(&self, key: &IdempotencyKey) -> usize {
-        key.as_str().len() + self.response.as_ref().map_or(0, CachedResponse::size)
+    /// The bytes of its key (`key_len` of them) and of its response.
+    fn payload_bytes(&self, key_len: usize) -> usize {
+        key_len + self.response.as_ref().map_or(0, CachedResponse::size)
     }
 
     fn is_completed(&self) -> bool {
@@ -313,7 +317,7 @@ impl MemoryStore {
 
     /// The shard of `key`, locked, and the key's hash: bits 32 and up pick the shard, the
     /// shard's table uses the low bits and the top seven.
-    fn shard(&self, key: &IdempotencyKey) -> (MutexGuard<'_, Shard>, u64) {
+    fn shard(&self, key: &Probe<'_>) -> (MutexGuard<'_, Shard>, u64) {
         let hash = self.inner.hasher.hash_one(key);
         let index = usize::try_from(hash >> 32).unwrap_or_default() % self.inner.shards.len();
         (self.inner.shards[index].0.lock(), hash)
@@ -325,17 +329,18 @@ impl MemoryStore {
         entry: IdempotencyEntry<Processing>,
     ) -> Result<InsertResult, Error> {
         let (_, lease) = lifetimes::claim(&entry)?;
+        let (probe, key_len) = (Probe::new(key), key.as_str().len());
         let mut swept = false;
         loop {
             let at = self.inner.now();
             let now = at.ms;
-            let (mut shard, hash) = self.shard(key);
+            let (mut shard, hash) = self.shard(&probe);
             self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
             let counter = shard.counter + 1;
             let token = FencingToken::new(counter, entry.claim_nonce());
             // Built only once the key is known to be free: a replay builds nothing.
             let fresh = || Record::processing(entry.fingerprint(), token, at.deadline(lease));
-            if let Some(record) = shard.records.get_mut(hash, key) {
+            if let Some(record) = shard.records.get_mut(hash, &probe) {
                 if record.is_live(now) {
                     if !record.is_completed() && record.token.nonce() == entry.claim_nonce() {
                         // This very claim, re-sent: the caller's own.
@@ -347,11 +352,11 @@ impl MemoryStore {
                     return Ok(InsertResult::Exists(record.to_existing()));
                 }
                 // A dead record (lapsed lease or expired TTL): take its place.
-                let freed = record.payload_bytes(key) - key.as_str().len();
+                let freed = record.payload_bytes(key_len) - key_len;
                 **record = fresh();
                 self.inner.unreserve(&mut shard.bytes, 0, freed);
             } else {
-                match self.inner.reserve(&mut shard.bytes, 1, key.as_str().len()) {
+                match self.inner.reserve(&mut shard.bytes, 1, key_len) {
                     Ok(()) => {}
                     Err(full) if swept => {
                         #[cfg(feature = "tracing")]
@@ -367,11 +372,10 @@ impl MemoryStore {
                 }
                 if shard
                     .records
-                    .insert(hash, key.clone(), Box::new(fresh()))
+                    .insert(hash, probe.to_key(), Box::new(fresh()))
                     .is_err()
                 {
-                    self.inner
-                        .unreserve(&mut shard.bytes, 1, key.as_str().len());
+                    self.inner.unreserve(&mut shard.bytes, 1, key_len);
                     return Err(Error::CapacityExceeded {
                         limit: "entries per shard",
                         max: u32::MAX as usize,
@@ -402,10 +406,11 @@ impl MemoryStore {
         let ttl = lifetimes::completion(&entry)?;
         let at = self.inner.now();
         let now = at.ms;
-        let (mut guard, hash) = self.shard(key);
+        let probe = Probe::new(key);
+        let (mut guard, hash) = self.shard(&probe);
         let shard = &mut *guard;
         self.inner.sweep(shard, now, SWEEP_PER_CALL);
-        let record = held_record(&mut shard.records, hash, key, token, now)?;
+        let record = held_record(&mut shard.records, hash, &probe, token, now)?;
         if record.fingerprint != entry.fingerprint() {
             return Err(Error::FingerprintMismatch); // not this claim's request
         }
@@ -424,12 +429,13 @@ impl MemoryStore {
 
     fn release_sync(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
         let now = self.inner.now().ms;
-        let (mut shard, hash) = self.shard(key);
-        let record = held_record(&mut shard.records, hash, key, token, now)?;
+        let probe = Probe::new(key);
+        let (mut shard, hash) = self.shard(&probe);
+        let record = held_record(&mut shard.records, hash, &probe, token, now)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // a completed record is never released
         }
-        if let Some(index) = shard.records.position(hash, key) {
+        if let Some(index) = shard.records.position(hash, &probe) {
             let bytes = key.as_str().len();
             shard.records.swap_remove_index(index);
             // The last record moved into `index`, maybe behind the round's cursor.
@@ -449,8 +455,9 @@ impl MemoryStore {
     ) -> Result<(), Error> {
         let lease = lifetimes::lease(lease)?;
         let at = self.inner.now();
-        let (mut shard, hash) = self.shard(key);
-        let record = held_record(&mut shard.records, hash, key, token, at.ms)?;
+        let probe = Probe::new(key);
+        let (mut shard, hash) = self.shard(&probe);
+        let record = held_record(&mut shard.records, hash, &probe, token, at.ms)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // only an in-flight claim has a lease
         }
@@ -462,10 +469,11 @@ impl MemoryStore {
 
     fn get_sync(&self, key: &IdempotencyKey) -> Option<ExistingEntry> {
         let now = self.inner.now().ms;
-        let (shard, hash) = self.shard(key);
+        let probe = Probe::new(key);
+        let (shard, hash) = self.shard(&probe);
         shard
             .records
-            .get(hash, key)
+            .get(hash, &probe)
             .filter(|r| r.is_live(now))
             .map(|r| r.to_existing())
     }
@@ -475,7 +483,7 @@ impl MemoryStore {
 fn held_record<'a>(
     records: &'a mut Table<Box<Record>>,
     hash: u64,
-    key: &IdempotencyKey,
+    key: &Probe<'_>,
     token: FencingToken,
     now: u64,
 ) -> Result<&'a mut Record, Error> {
@@ -520,7 +528,7 @@ impl Inner {
                 true
             } else {
                 entries += 1;
-                bytes += record.payload_bytes(key);
+                bytes += record.payload_bytes(key.len());
                 false
             }
         });
@@ -566,7 +574,7 @@ impl Inner {
                 shard.round_min = shard.round_min.min(expiry);
                 shard.cursor += 1;
             } else {
-                let bytes = record.payload_bytes(key);
+                let bytes = record.payload_bytes(key.len());
                 // The last record moves into the cursor's slot; look at it next.
                 shard.records.swap_remove_index(shard.cursor);
                 self.unreserve(&mut shard.bytes, 1, bytes);
