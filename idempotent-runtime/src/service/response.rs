@@ -21,6 +21,10 @@ use crate::{CachedResponse, Error};
 /// ```
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
+/// [`REPLAYED_HEADER`] as a name made once: a name from a `&str` that is not a standard
+/// header's is copied into an allocation of its own on every insert.
+static REPLAYED: HeaderName = HeaderName::from_static(REPLAYED_HEADER);
+
 /// Headers never stored: hop-by-hop headers (RFC 9110 §7.6.1), `Date` (the replay gets its
 /// own) and `Set-Cookie` (a session handed to whoever holds the key would leak it).
 const NOT_STORED: [&str; 11] = [
@@ -207,7 +211,8 @@ fn decode(cached: &CachedResponse) -> Result<Buffered, Error> {
     let corrupt = |what: String| Error::Corrupt(format!("stored HTTP response: {what}"));
     let status = StatusCode::from_u16(cached.status())
         .map_err(|_| corrupt(format!("invalid status {}", cached.status())))?;
-    let mut headers = HeaderMap::with_capacity(cached.headers().len() + 1);
+    // The stored headers, the replay marker, and the `content-length` axum adds on the way out.
+    let mut headers = HeaderMap::with_capacity(cached.headers().len() + 2);
     let mut trailers: Option<HeaderMap> = None;
     for (name, value) in cached.headers() {
         let (map, field) = match name.strip_prefix(TRAILER_PREFIX) {
@@ -220,7 +225,7 @@ fn decode(cached: &CachedResponse) -> Result<Buffered, Error> {
             .map_err(|_| corrupt(format!("invalid value of header {name}")))?;
         map.append(field, value);
     }
-    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    headers.insert(REPLAYED.clone(), HeaderValue::from_static("true"));
     Ok(Buffered {
         status,
         headers,
@@ -315,6 +320,33 @@ mod tests {
         assert_eq!(replayed.status, StatusCode::CREATED);
         assert_eq!(replayed.headers.get_all("x-a").iter().count(), 2);
         assert_eq!(replayed.headers[REPLAYED_HEADER], "true");
+    }
+
+    /// A replay's header map has room for the `content-length` axum adds on the way out, so
+    /// it is not reallocated per replay.
+    #[test]
+    fn a_replayed_header_map_has_room_for_the_content_length() {
+        for stored in 0..4 {
+            let headers: Vec<(&'static str, &str)> =
+                [("content-type", "a/b"), ("x-a", "1"), ("x-b", "2")][..stored].to_vec();
+            let Disposition::Complete(cached) =
+                <Http as ResultCodec<Buffered>>::encode(&buffered(201, &headers, "{}"), 1024)
+            else {
+                panic!("not stored");
+            };
+            let replayed = decode(&cached).expect("decodes");
+            let map = &replayed.headers;
+            assert_eq!(
+                map.len(),
+                stored + 1,
+                "the stored headers and the replay marker"
+            );
+            assert!(
+                map.capacity() > map.len(),
+                "{stored} stored: capacity {}",
+                map.capacity()
+            );
+        }
     }
 
     #[test]
