@@ -279,12 +279,13 @@ fn million_entries_row(rt: &Runtime) {
         .bytes_allocated
         .saturating_sub(stats.bytes_deallocated);
     let payload = N * (36 + BODY);
-    // Beyond the payload: the keys' bytes are counted as payload; the bodies were allocated
-    // before both counts started.
-    let overhead = (held as f64 - (N * 36) as f64) / N as f64;
+    // Beyond the payload, per entry: of the payload only the keys' bytes are in the counts
+    // (the bodies were allocated before both started).
+    let beyond = |counted: usize| (counted as f64 - (N * 36) as f64) / N as f64;
+    let overhead = beyond(held);
     let rss = rss_before
         .zip(vm_rss_bytes())
-        .map(|(b, a)| (a.saturating_sub(b) as f64 - (N * 36) as f64) / N as f64);
+        .map(|(b, a)| beyond(a.saturating_sub(b)));
     clock.advance(TTL + Duration::from_secs(1));
     let second = keys(N);
     rt.block_on(async {

@@ -137,9 +137,9 @@ struct Padded<T>(T);
 struct Shard {
     /// Boxed records keep the table's slots small (56 bytes: the hash, the key as
     /// [`key::Key`] keeps it, the box), so growing a shard moves little memory and an idle
-    /// slot costs little. (In place, records cost more: a 136-byte
-    /// slot, doubled capacity — 268 B per record at a million, against 190 boxed — and a
-    /// shard's growth moves megabytes under its lock.)
+    /// slot costs little. (In place, records cost more: a 136-byte slot, doubled capacity —
+    /// 268 B per record at a million, against 190 boxed — and a shard's growth moves
+    /// megabytes under its lock.)
     records: Table<Box<Record>>,
     /// The payload bytes of this shard's records.
     bytes: usize,
@@ -315,12 +315,14 @@ impl MemoryStore {
         }
     }
 
-    /// The shard of `key`, locked, and the key's hash: bits 32 and up pick the shard, the
-    /// shard's table uses the low bits and the top seven.
-    fn shard(&self, key: &Probe<'_>) -> (MutexGuard<'_, Shard>, u64) {
-        let hash = self.inner.hasher.hash_one(key);
+    /// The shard of `key`, locked, the key's hash and the key as the shard's table looks it
+    /// up: bits 32 and up of the hash pick the shard, the table uses the low bits and the top
+    /// seven.
+    fn shard<'k>(&self, key: &'k IdempotencyKey) -> (MutexGuard<'_, Shard>, u64, Probe<'k>) {
+        let probe = Probe::new(key);
+        let hash = self.inner.hasher.hash_one(probe);
         let index = usize::try_from(hash >> 32).unwrap_or_default() % self.inner.shards.len();
-        (self.inner.shards[index].0.lock(), hash)
+        (self.inner.shards[index].0.lock(), hash, probe)
     }
 
     fn insert(
@@ -329,12 +331,12 @@ impl MemoryStore {
         entry: IdempotencyEntry<Processing>,
     ) -> Result<InsertResult, Error> {
         let (_, lease) = lifetimes::claim(&entry)?;
-        let (probe, key_len) = (Probe::new(key), key.as_str().len());
+        let key_len = key.as_str().len();
         let mut swept = false;
         loop {
             let at = self.inner.now();
             let now = at.ms;
-            let (mut shard, hash) = self.shard(&probe);
+            let (mut shard, hash, probe) = self.shard(key);
             self.inner.sweep(&mut shard, now, SWEEP_PER_CALL);
             let counter = shard.counter + 1;
             let token = FencingToken::new(counter, entry.claim_nonce());
@@ -406,8 +408,7 @@ impl MemoryStore {
         let ttl = lifetimes::completion(&entry)?;
         let at = self.inner.now();
         let now = at.ms;
-        let probe = Probe::new(key);
-        let (mut guard, hash) = self.shard(&probe);
+        let (mut guard, hash, probe) = self.shard(key);
         let shard = &mut *guard;
         self.inner.sweep(shard, now, SWEEP_PER_CALL);
         let record = held_record(&mut shard.records, hash, &probe, token, now)?;
@@ -429,8 +430,7 @@ impl MemoryStore {
 
     fn release_sync(&self, key: &IdempotencyKey, token: FencingToken) -> Result<(), Error> {
         let now = self.inner.now().ms;
-        let probe = Probe::new(key);
-        let (mut shard, hash) = self.shard(&probe);
+        let (mut shard, hash, probe) = self.shard(key);
         let record = held_record(&mut shard.records, hash, &probe, token, now)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // a completed record is never released
@@ -455,8 +455,7 @@ impl MemoryStore {
     ) -> Result<(), Error> {
         let lease = lifetimes::lease(lease)?;
         let at = self.inner.now();
-        let probe = Probe::new(key);
-        let (mut shard, hash) = self.shard(&probe);
+        let (mut shard, hash, probe) = self.shard(key);
         let record = held_record(&mut shard.records, hash, &probe, token, at.ms)?;
         if record.is_completed() {
             return Err(Error::StaleFencingToken); // only an in-flight claim has a lease
@@ -469,8 +468,7 @@ impl MemoryStore {
 
     fn get_sync(&self, key: &IdempotencyKey) -> Option<ExistingEntry> {
         let now = self.inner.now().ms;
-        let probe = Probe::new(key);
-        let (shard, hash) = self.shard(&probe);
+        let (shard, hash, probe) = self.shard(key);
         shard
             .records
             .get(hash, &probe)

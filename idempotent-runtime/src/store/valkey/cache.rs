@@ -22,7 +22,8 @@ use crate::sync::Mutex;
 const MAX_SHARDS: usize = 16;
 const ENTRIES_PER_SHARD: usize = 1024;
 
-/// Completed records by the store's key (the `IdempotencyKey` a store call is given; the record key derives from it), each until its server-side expiry.
+/// Completed records by the key a store call is given (the record key derives from it), each
+/// until its server-side expiry.
 #[derive(Debug)]
 pub(crate) struct LocalCache {
     max_entries: usize,
