@@ -506,10 +506,19 @@ impl IdempotencyStore for ValkeyStore {
 
 #[cfg(test)]
 mod tests {
-    /// The prelude carries the largest accepted duration as a constant: it must be ours.
+    /// The prelude carries the largest accepted duration as a constant, and the claim checks
+    /// a lease against its digits: both must be ours.
     #[test]
     fn scripts_know_the_largest_duration() {
-        let max = format!("local MAX_DURATION = {}\n", crate::MAX_DURATION.as_millis());
-        assert!(include_str!("valkey/prelude.lua").contains(&max));
+        let ms = crate::MAX_DURATION.as_millis();
+        let prelude = include_str!("valkey/prelude.lua");
+        assert!(prelude.contains(&format!("local MAX_DURATION = {ms}\n")));
+        let digits = ms.to_string();
+        let claim = include_str!("valkey/claim.lua");
+        let check = format!(
+            "#lease > {0} or (#lease == {0} and lease > '{digits}')",
+            digits.len()
+        );
+        assert!(claim.contains(&check), "{check}");
     }
 }

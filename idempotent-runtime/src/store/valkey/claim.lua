@@ -3,7 +3,7 @@
 -- KEYS[1]  the record
 -- ARGV[1]  the claim's id: fingerprint and nonce (32 bytes); the record written is version 2,
 --          state "p", the id, then the counter (the server time in µs)
--- ARGV[2]  lease in ms (handed to SET as sent, once checked: no number formatted back)
+-- ARGV[2]  lease in ms (handed to SET as sent: no number formatted back)
 -- ARGV[3]  optional: present when the caller caches completed records locally
 -- Returns  counter (integer)  the caller holds the claim: its fencing counter (or the live
 --                             claim's own, when this claim, same nonce, was sent before:
@@ -11,7 +11,8 @@
 --          record (string)    a live record of another claim, as stored
 --          {record, pttl}     with ARGV[3], for a completed record: its remaining TTL in ms
 --                             (the local cache keeps it no longer)
---          error "IDEMPOTENT ..." invalid arguments; nothing written
+--          error              invalid arguments ("IDEMPOTENT ...", or SET's own refusal of
+--                             the lease); nothing written
 local record = redis.call('GET', KEYS[1])
 if record then
   -- Longer than the header: a completed record and its response, the common replay; its
@@ -26,10 +27,16 @@ if record then
   end
   return record
 end
--- Arguments are checked before the first write (a replay needs none of them).
+-- Arguments are checked before the first write (a replay needs none of them). The lease's
+-- upper bound is checked on its text: no longer than MAX_DURATION's 11 digits, and when as
+-- long, not after them (for digits of one length, text order is number order; a Rust test
+-- pins the digits). That it is a whole number of at least 1 is left to SET, which refuses
+-- anything else before it writes ("value is not an integer or out of range", "invalid expire
+-- time"): a tonumber and its comparisons cost more than all of this, and catching SET's error
+-- with pcall made every later script dearer (measured: ARCHITECTURE.md).
 local id = ARGV[1]
-local lease = tonumber(ARGV[2])
-if not lease or lease < 1 or lease > MAX_DURATION or lease % 1 ~= 0 then
+local lease = ARGV[2]
+if not lease or #lease > 11 or (#lease == 11 and lease > '31536000000') then
   return redis.error_reply('IDEMPOTENT invalid lease')
 end
 if #id ~= 32 then
@@ -37,5 +44,7 @@ if #id ~= 32 then
 end
 local time = redis.call('TIME')
 local counter = time[1] * 1000000 + time[2]
-redis.call('SET', KEYS[1], '\002p' .. id .. struct.pack('>I8', counter), 'PX', ARGV[2])
+-- GET makes SET reply with the value it replaced (none: the key is absent, read above) rather
+-- than OK, which would come back as a table to build and collect.
+redis.call('SET', KEYS[1], '\002p' .. id .. struct.pack('>I8', counter), 'PX', lease, 'GET')
 return counter
