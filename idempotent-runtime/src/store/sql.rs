@@ -190,7 +190,7 @@ pub(crate) fn decode_row(
         COMPLETED => {
             let bytes = response.ok_or_else(|| corrupt("completed without a response".into()))?;
             let mut input = Reader(bytes);
-            let response = decode_response(&mut input).map_err(corrupt)?;
+            let response = decode_response(&mut input, None).map_err(corrupt)?;
             if !input.0.is_empty() {
                 return Err(corrupt(format!(
                     "{} bytes after the response",

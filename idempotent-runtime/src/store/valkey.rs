@@ -320,8 +320,9 @@ impl ValkeyStore {
     }
 }
 
-/// The record a reply carries: a bulk string, decoded; anything else is corrupt.
-fn record(value: Option<&Value>) -> Result<ExistingEntry, Error> {
+/// The record a reply carries: a bulk string, decoded (sharing the reply's buffer); anything
+/// else is corrupt.
+fn record(value: Option<Value>) -> Result<ExistingEntry, Error> {
     match value {
         Some(Value::BulkString(bytes)) => decode_record(bytes),
         other => Err(Error::Corrupt(format!("unexpected record reply {other:?}"))),
@@ -414,14 +415,15 @@ impl IdempotencyStore for ValkeyStore {
                     entry,
                 })
             }
-            Value::BulkString(bytes) => Ok(InsertResult::Exists(decode_record(&bytes)?)),
+            Value::BulkString(bytes) => Ok(InsertResult::Exists(decode_record(bytes)?)),
             Value::Array(items) => {
-                let existing = record(items.first())?;
+                let mut items = items.into_iter();
+                let existing = record(items.next())?;
                 if let (Some(cache), ExistingEntry::Completed(done), Some(Value::Int(pttl))) =
-                    (&self.cache, &existing, items.get(1))
+                    (&self.cache, &existing, items.next())
                 {
                     // PTTL: -1 (no expiry) and -2 (gone) are never cached.
-                    if let Ok(ms @ 1..) = u64::try_from(*pttl) {
+                    if let Ok(ms @ 1..) = u64::try_from(pttl) {
                         let remaining = Duration::from_millis(ms);
                         cache.put(key.as_str(), done.clone(), sent_at, remaining);
                     }
@@ -491,7 +493,7 @@ impl IdempotencyStore for ValkeyStore {
         let record_key = self.record_key(key);
         match self.invoke(&GET, &record_key, |_| {}).await? {
             Value::Nil => Ok(None),
-            value => record(Some(&value)).map(Some),
+            value => record(Some(value)).map(Some),
         }
     }
 

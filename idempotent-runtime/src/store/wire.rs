@@ -3,7 +3,7 @@
 //! then per header name length u16, name, value length u32, value; then body length u32 and
 //! the body, all big-endian. Decoding checks every length against what is left.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::{CachedResponse, Error};
 
@@ -27,8 +27,28 @@ pub(crate) fn encode_response(response: &CachedResponse, out: &mut Vec<u8>) -> R
     Ok(())
 }
 
-/// The response `input` holds; a description of what is wrong otherwise.
-pub(crate) fn decode_response(input: &mut Reader<'_>) -> Result<CachedResponse, String> {
+/// `part` of the buffer the reader reads as `Bytes`: a view of `shared` when that is the
+/// buffer (no copy, and one allocation for the whole record at most: the first share of a
+/// buffer that was a `Vec`), else a copy (of a buffer the caller only borrows).
+fn bytes_of(shared: Option<&Bytes>, part: &[u8]) -> Bytes {
+    match shared {
+        // `slice_ref` needs `part` inside the buffer; a reader over another one copies.
+        Some(whole) if contains(whole, part) => whole.slice_ref(part),
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
+fn contains(whole: &[u8], part: &[u8]) -> bool {
+    let (whole, part) = (whole.as_ptr_range(), part.as_ptr_range());
+    whole.start <= part.start && part.end <= whole.end
+}
+
+/// The response `input` holds, its body and header values views of `shared` when that is the
+/// buffer `input` reads (else copies); a description of what is wrong otherwise.
+pub(crate) fn decode_response(
+    input: &mut Reader<'_>,
+    shared: Option<&Bytes>,
+) -> Result<CachedResponse, String> {
     let status = u16::from_be_bytes(input.array("status")?);
     let count = u16::from_be_bytes(input.array("header count")?);
     let mut headers = Vec::with_capacity(usize::from(count).min(64));
@@ -38,11 +58,11 @@ pub(crate) fn decode_response(input: &mut Reader<'_>) -> Result<CachedResponse, 
         let name = std::str::from_utf8(name).map_err(|_| "header name is not UTF-8".to_owned())?;
         let len = u32::from_be_bytes(input.array("header value length")?);
         let value = input.take(widen(len), "header value")?;
-        headers.push((name.to_owned(), Bytes::copy_from_slice(value)));
+        headers.push((name.to_owned(), bytes_of(shared, value)));
     }
     let len = u32::from_be_bytes(input.array("body length")?);
     let body = input.take(widen(len), "body")?;
-    Ok(CachedResponse::new(status, BytesMut::from(body).freeze()).with_headers(headers))
+    Ok(CachedResponse::new(status, bytes_of(shared, body)).with_headers(headers))
 }
 
 fn widen(len: u32) -> usize {

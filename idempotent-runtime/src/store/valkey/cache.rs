@@ -13,8 +13,10 @@ use foldhash::fast::FixedState;
 
 use tokio::time::Instant;
 
-use crate::CompletedRecord;
+use bytes::Bytes;
+
 use crate::sync::Mutex;
+use crate::{CachedResponse, CompletedRecord};
 
 /// At most this many shards, each with its own lock and its share of the bounds, so replays
 /// on different keys do not wait for each other; one per 1024 entries allowed (a small cache
@@ -45,11 +47,28 @@ struct Cached {
     size: usize,
 }
 
+/// A copy of `record` whose response is in buffers of its own: one decoded from a reply
+/// shares the reply's whole buffer (the record's header and lengths with it), which the byte
+/// bound, counting the response, would not see. Made once per entry kept.
+fn own(record: CompletedRecord) -> CompletedRecord {
+    let fingerprint = record.fingerprint();
+    let response = record.into_response().map(|response| {
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.clone(), Bytes::copy_from_slice(value)))
+            .collect();
+        CachedResponse::new(response.status(), Bytes::copy_from_slice(response.body()))
+            .with_headers(headers)
+    });
+    CompletedRecord::new(fingerprint, response)
+}
+
 /// What an entry counts against the byte bound: its key, its response, and a fixed share for
 /// the map's own bookkeeping.
 fn size_of(key: &str, record: &CompletedRecord) -> usize {
     const OVERHEAD: usize = 96;
-    key.len() + record.response().map_or(0, crate::CachedResponse::size) + OVERHEAD
+    key.len() + record.response().map_or(0, CachedResponse::size) + OVERHEAD
 }
 
 impl LocalCache {
@@ -102,6 +121,7 @@ impl LocalCache {
         let Some(expires) = read_at.checked_add(remaining) else {
             return;
         };
+        let record = own(record);
         let mut entries = self.shard(key).lock();
         entries.remove(key);
         while entries.map.len() >= self.max_entries || entries.bytes + size > self.max_bytes {
@@ -144,7 +164,7 @@ impl Entries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CachedResponse, Fingerprint};
+    use crate::Fingerprint;
 
     fn record(body: &'static str) -> CompletedRecord {
         CompletedRecord::new(Fingerprint::from_u128(1), Some(CachedResponse::from(body)))
@@ -159,6 +179,32 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(cache.get("k"), None, "expired with the server's record");
         assert_eq!(cache.len(), 0, "and dropped");
+    }
+
+    /// A record decoded from a reply shares the reply's buffer; the cache keeps a copy of just
+    /// the response, so what it holds is what its byte bound counts.
+    #[tokio::test]
+    async fn an_entry_keeps_its_response_in_buffers_of_its_own() {
+        let reply = Bytes::from(vec![7u8; 4096]);
+        let (body, value) = (reply.slice(100..110), reply.slice(200..201));
+        let shared = CompletedRecord::new(
+            Fingerprint::from_u128(1),
+            Some(CachedResponse::new(201, body).with_header("x-a", value)),
+        );
+        let cache = LocalCache::new(10, 1 << 20);
+        cache.put("k", shared.clone(), Instant::now(), Duration::from_secs(60));
+        let kept = cache.get("k").expect("cached");
+        assert_eq!(kept, shared, "the same record");
+        let outside = |part: &[u8]| {
+            let (whole, part) = (reply.as_ptr_range(), part.as_ptr_range());
+            part.end <= whole.start || whole.end <= part.start
+        };
+        let response = kept.response().expect("a response");
+        assert!(outside(response.body()), "the body is a copy");
+        assert!(
+            outside(&response.headers()[0].1),
+            "a header value is a copy"
+        );
     }
 
     fn fill(cache: &LocalCache, n: usize) {

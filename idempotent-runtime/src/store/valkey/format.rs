@@ -16,6 +16,8 @@
 //! new prefix. Decoding checks every length against what is left: arbitrary bytes give an
 //! error, never a panic and never a partial record.
 
+use bytes::Bytes;
+
 use crate::store::wire::{Reader, decode_response, encode_response};
 use crate::{
     CachedResponse, CompletedRecord, Error, ExistingEntry, FencingToken, Fingerprint,
@@ -69,16 +71,17 @@ pub(crate) enum State<'a> {
     NotReplayable,
 }
 
-/// The live record `bytes` encode.
+/// The live record `bytes` encode. The response's body and header values share `bytes` (a
+/// reply's buffer, taken over, not copied): a replay copies nothing.
 ///
 /// # Errors
 /// [`Error::Corrupt`] when the bytes do not fit the format: an unreadable record is never
 /// treated as absent.
-pub(crate) fn decode_record(bytes: &[u8]) -> Result<ExistingEntry, Error> {
-    decode(bytes).map_err(|what| Error::Corrupt(format!("valkey record: {what}")))
+pub(crate) fn decode_record(bytes: Vec<u8>) -> Result<ExistingEntry, Error> {
+    decode(&Bytes::from(bytes)).map_err(|what| Error::Corrupt(format!("valkey record: {what}")))
 }
 
-fn decode(bytes: &[u8]) -> Result<ExistingEntry, String> {
+fn decode(bytes: &Bytes) -> Result<ExistingEntry, String> {
     let mut input = Reader(bytes);
     let [version, state] = input.array("header")?;
     if version != VERSION {
@@ -90,7 +93,7 @@ fn decode(bytes: &[u8]) -> Result<ExistingEntry, String> {
         b'p' => ExistingEntry::Processing(ProcessingRecord::new(fingerprint)),
         b'n' => ExistingEntry::Completed(CompletedRecord::new(fingerprint, None)),
         b'c' => {
-            let response = decode_response(&mut input)?;
+            let response = decode_response(&mut input, Some(bytes))?;
             ExistingEntry::Completed(CompletedRecord::new(fingerprint, Some(response)))
         }
         other => return Err(format!("unknown state byte {other}")),
@@ -105,6 +108,10 @@ fn decode(bytes: &[u8]) -> Result<ExistingEntry, String> {
 mod tests {
     use super::*;
 
+    pub(super) fn decoded(bytes: &[u8]) -> Result<ExistingEntry, Error> {
+        decode_record(bytes.to_vec())
+    }
+
     fn completed(response: &CachedResponse) -> Vec<u8> {
         encode_record(
             Fingerprint::from_u128(9),
@@ -114,13 +121,33 @@ mod tests {
         .expect("encodes")
     }
 
+    /// A replay's response is the reply's own bytes: body and header values are views of the
+    /// record's buffer, not copies of it.
+    #[test]
+    fn a_decoded_response_shares_the_records_buffer() {
+        let response = CachedResponse::new(201, "the body").with_header("x-a", "a value");
+        let record = completed(&response);
+        let whole = record.as_ptr_range();
+        let within = |part: &[u8]| {
+            let part = part.as_ptr_range();
+            whole.start <= part.start && part.end <= whole.end
+        };
+        let Ok(ExistingEntry::Completed(done)) = decode_record(record) else {
+            panic!("not completed");
+        };
+        let replayed = done.response().expect("a response");
+        assert_eq!(replayed, &response);
+        assert!(within(replayed.body()), "the body is a view");
+        assert!(within(&replayed.headers()[0].1), "a header value is a view");
+    }
+
     #[test]
     fn records_round_trip() {
         let response = CachedResponse::new(201, "body")
             .with_header("content-type", "application/json")
             .with_header("x-repeat", "1")
             .with_header("x-repeat", "2");
-        let Ok(ExistingEntry::Completed(done)) = decode_record(&completed(&response)) else {
+        let Ok(ExistingEntry::Completed(done)) = decoded(&completed(&response)) else {
             panic!("not completed");
         };
         assert_eq!(done.response(), Some(&response));
@@ -132,12 +159,12 @@ mod tests {
         processing.extend_from_slice(&1000u64.to_be_bytes());
         assert_eq!(processing.len(), HEADER);
         assert!(
-            matches!(decode_record(&processing), Ok(ExistingEntry::Processing(e)) if e.fingerprint() == fp)
+            matches!(decoded(&processing), Ok(ExistingEntry::Processing(e)) if e.fingerprint() == fp)
         );
         let gone =
             encode_record(fp, FencingToken::new(1000, 5), State::NotReplayable).expect("encodes");
         assert!(
-            matches!(decode_record(&gone), Ok(ExistingEntry::Completed(e)) if e.response().is_none())
+            matches!(decoded(&gone), Ok(ExistingEntry::Completed(e)) if e.response().is_none())
         );
     }
 
@@ -164,19 +191,19 @@ mod tests {
         let bytes = completed(&CachedResponse::new(200, "hello"));
         for cut in 0..bytes.len() {
             assert!(
-                matches!(decode_record(&bytes[..cut]), Err(Error::Corrupt(_))),
+                matches!(decoded(&bytes[..cut]), Err(Error::Corrupt(_))),
                 "cut at {cut}"
             );
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode_record(&longer).is_err());
+        assert!(decoded(&longer).is_err());
         let mut other = bytes.clone();
         other[0] = 1;
-        assert!(matches!(decode_record(&other), Err(Error::Corrupt(m)) if m.contains("version 1")));
+        assert!(matches!(decoded(&other), Err(Error::Corrupt(m)) if m.contains("version 1")));
         let mut state = bytes;
         state[1] = b'z';
-        assert!(decode_record(&state).is_err());
+        assert!(decoded(&state).is_err());
     }
 }
 
@@ -184,6 +211,7 @@ mod tests {
 mod fuzz {
     use proptest::prelude::*;
 
+    use super::tests::decoded;
     use super::*;
 
     proptest! {
@@ -192,7 +220,7 @@ mod fuzz {
         /// Arbitrary bytes never panic the decoder: a record or `Corrupt`.
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
-            match decode_record(&bytes) {
+            match decoded(&bytes) {
                 Ok(_) | Err(Error::Corrupt(_)) => {}
                 Err(other) => prop_assert!(false, "unexpected error {other:?}"),
             }
@@ -205,7 +233,7 @@ mod fuzz {
             bytes.extend_from_slice(&claim_id(Fingerprint::from_u128(1), 1));
             bytes.extend_from_slice(&1u64.to_be_bytes());
             bytes.extend_from_slice(&tail);
-            let _ = decode_record(&bytes);
+            let _ = decoded(&bytes);
         }
 
         /// Valid records round-trip; with one byte flipped they decode or report, never panic.
@@ -222,13 +250,13 @@ mod fuzz {
             }
             let mut bytes = encode_record(Fingerprint::from_u128(2), FencingToken::new(60_000, 3), State::Completed(&response))
                 .expect("encodes");
-            let Ok(ExistingEntry::Completed(done)) = decode_record(&bytes) else {
+            let Ok(ExistingEntry::Completed(done)) = decoded(&bytes) else {
                 return Err(TestCaseError::fail("did not round-trip"));
             };
             prop_assert_eq!(done.response(), Some(&response));
             let at = flip.0 % bytes.len();
             bytes[at] ^= flip.1 | 1;
-            let _ = decode_record(&bytes);
+            let _ = decoded(&bytes);
         }
     }
 }
