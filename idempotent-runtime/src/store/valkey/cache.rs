@@ -9,11 +9,9 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use foldhash::fast::FixedState;
-
-use tokio::time::Instant;
-
 use bytes::Bytes;
+use foldhash::fast::FixedState;
+use tokio::time::Instant;
 
 use crate::sync::Mutex;
 use crate::{CachedResponse, CompletedRecord};

@@ -108,6 +108,7 @@ fn decode(bytes: &Bytes) -> Result<ExistingEntry, String> {
 mod tests {
     use super::*;
 
+    /// The record a copy of `bytes` encodes (the tests keep their bytes to cut and flip).
     pub(super) fn decoded(bytes: &[u8]) -> Result<ExistingEntry, Error> {
         decode_record(bytes.to_vec())
     }
