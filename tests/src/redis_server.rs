@@ -54,22 +54,52 @@ impl RedisServer {
     /// Starts a server with extra `--name value` arguments.
     #[must_use]
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("idempotent-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let mut server = Self {
-            port,
-            dir,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            child: None,
-        };
-        server.spawn();
-        server
+        Self::start_on(free_port(), extra)
     }
 
+    /// Starts a server on `port`, or on another free one when the server exits before it
+    /// answers: the port (or a cluster node's bus port, +10000) was free when `free_port` saw
+    /// it, but another test's server or connection may have taken it since.
+    fn start_on(port: u16, extra: &[&str]) -> Self {
+        const ATTEMPTS: usize = 5;
+        let mut port = port;
+        for attempt in 1..=ATTEMPTS {
+            let dir = std::env::temp_dir()
+                .join(format!("idempotent-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+            let mut server = Self {
+                port,
+                dir,
+                extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+                child: None,
+            };
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(status) if attempt < ATTEMPTS => {
+                    eprintln!("redis-server on port {port} exited ({status}); trying another port");
+                    port = free_port();
+                }
+                Err(status) => panic!(
+                    "redis-server exited before answering ({status}) on {ATTEMPTS} free ports in turn"
+                ),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Starts the process on this server's port (again, after a kill).
     fn spawn(&mut self) {
+        if let Err(status) = self.try_spawn() {
+            panic!(
+                "redis-server on port {} exited before answering: {status}",
+                self.port
+            );
+        }
+    }
+
+    /// Starts the process and waits until it answers; its exit status if it exits first.
+    fn try_spawn(&mut self) -> Result<(), std::process::ExitStatus> {
         let port = self.port.to_string();
         let mut command = Command::new("redis-server");
         command
@@ -94,8 +124,14 @@ impl RedisServer {
                 "cannot start `redis-server` ({e}): these tests need Redis >= 7 on PATH (Debian: `apt-get install redis-server`)"
             )
         });
+        let mut child = child;
+        let ready = wait_until_ready(
+            &mut child,
+            self.port,
+            self.extra.iter().any(|a| a == "--requirepass"),
+        );
         self.child = Some(child);
-        wait_until_ready(self.port, self.extra.iter().any(|a| a == "--requirepass"));
+        ready
     }
 
     /// Starts a server that also listens with TLS on a second port, with a certificate for
@@ -379,17 +415,41 @@ fn free_port() -> u16 {
     panic!("no free loopback port pair found");
 }
 
-fn wait_until_ready(port: u16, needs_auth: bool) {
+/// Whether the server answering on `port` is process `pid`.
+fn serves(port: u16, pid: u32) -> bool {
+    let info: redis::RedisResult<String> = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| redis::cmd("INFO").arg("server").query(&mut c));
+    info.is_ok_and(|info| {
+        info.lines()
+            .any(|l| l.trim() == format!("process_id:{pid}"))
+    })
+}
+
+/// Waits until the server on `port` answers `PING`; its exit status if it exits first (a
+/// server that cannot bind its port exits at once).
+fn wait_until_ready(
+    child: &mut Child,
+    port: u16,
+    needs_auth: bool,
+) -> Result<(), std::process::ExitStatus> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(status);
+        }
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
             if stream.write_all(b"PING\r\n").is_ok() {
                 let mut reply = [0u8; 64];
                 if let Ok(n) = stream.read(&mut reply) {
                     let reply = String::from_utf8_lossy(&reply[..n]);
-                    if reply.starts_with("+PONG") || (needs_auth && reply.contains("NOAUTH")) {
-                        return;
+                    if needs_auth && reply.contains("NOAUTH") {
+                        return Ok(());
+                    }
+                    // The answer must be this child's: another server may hold the port.
+                    if reply.starts_with("+PONG") && serves(port, child.id()) {
+                        return Ok(());
                     }
                 }
             }
@@ -399,5 +459,24 @@ fn wait_until_ready(port: u16, needs_auth: bool) {
             "redis-server on port {port} did not answer PING within 10 s"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Between `free_port` and the server's own bind, another process may take the port or a
+    /// cluster node's bus port (+10000): the server exits at once, and starts on another.
+    #[test]
+    fn a_server_whose_port_was_taken_meanwhile_starts_on_another() {
+        let port = free_port();
+        let _bus = TcpListener::bind(("127.0.0.1", port + 10_000)).expect("hold the bus port");
+        let server = RedisServer::start_on(port, &["--cluster-enabled", "yes"]);
+        assert_ne!(server.port(), port, "moved to a free port");
+        let pong: String = redis::cmd("PING")
+            .query(&mut server.client())
+            .expect("PING");
+        assert_eq!(pong, "PONG");
     }
 }
