@@ -119,12 +119,11 @@ impl RedisServer {
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = command.spawn().unwrap_or_else(|e| {
+        let mut child = command.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start `redis-server` ({e}): these tests need Redis >= 7 on PATH (Debian: `apt-get install redis-server`)"
             )
         });
-        let mut child = child;
         let ready = wait_until_ready(
             &mut child,
             self.port,
@@ -420,14 +419,13 @@ fn serves(port: u16, pid: u32) -> bool {
     let info: redis::RedisResult<String> = redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .and_then(|c| c.get_connection())
         .and_then(|mut c| redis::cmd("INFO").arg("server").query(&mut c));
-    info.is_ok_and(|info| {
-        info.lines()
-            .any(|l| l.trim() == format!("process_id:{pid}"))
-    })
+    let line = format!("process_id:{pid}");
+    info.is_ok_and(|info| info.lines().any(|l| l.trim() == line))
 }
 
-/// Waits until the server on `port` answers `PING`; its exit status if it exits first (a
-/// server that cannot bind its port exits at once).
+/// Waits until the server on `port` answers — `INFO` with this child's pid (another server
+/// may hold the port), or `NOAUTH` to a `PING` when it needs a password — or its exit status
+/// if it exits first (a server that cannot bind its port exits at once).
 fn wait_until_ready(
     child: &mut Child,
     port: u16,
@@ -438,21 +436,19 @@ fn wait_until_ready(
         if let Ok(Some(status)) = child.try_wait() {
             return Err(status);
         }
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-            if stream.write_all(b"PING\r\n").is_ok() {
+        if needs_auth {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
                 let mut reply = [0u8; 64];
-                if let Ok(n) = stream.read(&mut reply) {
-                    let reply = String::from_utf8_lossy(&reply[..n]);
-                    if needs_auth && reply.contains("NOAUTH") {
-                        return Ok(());
-                    }
-                    // The answer must be this child's: another server may hold the port.
-                    if reply.starts_with("+PONG") && serves(port, child.id()) {
-                        return Ok(());
-                    }
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && let Ok(n) = stream.read(&mut reply)
+                    && String::from_utf8_lossy(&reply[..n]).contains("NOAUTH")
+                {
+                    return Ok(());
                 }
             }
+        } else if serves(port, child.id()) {
+            return Ok(());
         }
         assert!(
             Instant::now() < deadline,
