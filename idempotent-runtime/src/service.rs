@@ -84,8 +84,9 @@ where
         Err(e) => return reject(options.as_ref(), Problem::from(e)).into_response(),
     };
     let stores = options.as_ref().stores;
-    // Boxed once here: the future of an async fn keeps a copy of each future it is handed
-    // (rust-lang/rust#62958), and this one is handed down four levels before it is polled.
+    // Boxed once here, and polled in that box (the protocol does not box it again): the future
+    // of an async fn keeps a copy of each future it is handed (rust-lang/rust#62958), and this
+    // one is handed down four levels before it is polled.
     let handler = Box::pin(async move { Buffered::capture(handler.await, stores).await });
     run_with(store, options, scope, key, fingerprint, handler)
         .await
@@ -164,7 +165,7 @@ async fn run_with<S, O, F>(
 where
     S: IdempotencyStore + 'static,
     O: AsRef<HttpOptions> + Send + 'static,
-    F: Future<Output = Buffered> + Send + 'static,
+    F: Future<Output = Buffered> + Send + Unpin + 'static,
 {
     let (spec, operation) = (&options.as_ref().spec, options.as_ref().operation());
     let stored_key = match key.stored_key(operation, scope.as_deref()) {

@@ -163,8 +163,12 @@ pub fn current_claim() -> Option<ClaimHandle> {
 pub(crate) struct Panicked;
 
 /// Polls a handler with its claim visible through [`current_claim`], catching panics.
+///
+/// The handler comes pinned already (`Unpin`: in a `Box`, or a future that needs no pinning):
+/// the HTTP path's handler is boxed once where it is made, and boxing it here again was one
+/// more allocation per claimed request.
 pub(crate) struct Guarded<F> {
-    inner: Pin<Box<F>>,
+    inner: F,
     /// The claim; lent to [`CURRENT`] while the handler is polled (moved there and back, so a
     /// poll counts no references).
     claim: Option<Arc<Lease>>,
@@ -173,19 +177,19 @@ pub(crate) struct Guarded<F> {
 impl<F> Guarded<F> {
     pub(crate) fn new(inner: F, claim: Arc<Lease>) -> Self {
         Self {
-            inner: Box::pin(inner),
+            inner,
             claim: Some(claim),
         }
     }
 }
 
-impl<F: Future> Future for Guarded<F> {
+impl<F: Future + Unpin> Future for Guarded<F> {
     type Output = Result<F::Output, Panicked>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let claim = self.claim.take();
         let previous = CURRENT.with(|c| c.replace(claim));
-        let polled = catch_unwind(AssertUnwindSafe(|| self.inner.as_mut().poll(cx)));
+        let polled = catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.inner).poll(cx)));
         // Ours back, whatever the handler did to the slot (a nested execution restores its own).
         self.claim = CURRENT.with(|c| c.replace(previous));
         match polled {

@@ -67,8 +67,9 @@ where
             match acquire::<R, C>(&observer, store, spec, operation, stored_key, fingerprint).await
             {
                 Step::Done(result) => result,
+                // Boxed only once claimed: a replay or a conflict allocates nothing for it.
                 Step::Claimed(claim) => {
-                    run_claimed::<R, C, F>(&observer, store, spec, claim, handler).await
+                    run_claimed::<R, C, _>(&observer, store, spec, claim, Box::pin(handler)).await
                 }
             }
         })

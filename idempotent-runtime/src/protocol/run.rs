@@ -15,7 +15,8 @@ use crate::{
 };
 
 /// The second half: runs the handler under `claim` with the lease heartbeat, then completes,
-/// releases or leaves the claim to lapse.
+/// releases or leaves the claim to lapse. The handler comes pinned (`Unpin`: boxed where it
+/// was made, so it is boxed once).
 pub(crate) async fn run_claimed<R, C, F>(
     observer: &Observer,
     store: &dyn IdempotencyStore,
@@ -25,7 +26,7 @@ pub(crate) async fn run_claimed<R, C, F>(
 ) -> R
 where
     C: ResultCodec<R>,
-    F: Future<Output = R>,
+    F: Future<Output = R> + Unpin,
 {
     let Claim {
         stored_key,
@@ -94,9 +95,10 @@ where
     }
 }
 
-/// Runs `handler` under the claim `token` (sent at `sent`): visible through `current_claim`,
-/// its panics caught, its lease renewed in the background. `Err` when it panicked.
-pub(super) async fn heartbeat<F: Future>(
+/// Runs `handler` (pinned) under the claim `token` (sent at `sent`): visible through
+/// `current_claim`, its panics caught, its lease renewed in the background. `Err` when it
+/// panicked.
+pub(super) async fn heartbeat<F: Future + Unpin>(
     observer: &Observer,
     store: &dyn IdempotencyStore,
     key: &IdempotencyKey,

@@ -88,7 +88,7 @@ where
         token,
         sent,
         spec.lease,
-        handler(transaction),
+        Box::pin(handler(transaction)),
     )
     .await;
     // A panic dropped the transaction, which rolls it back: nothing the handler wrote stays.
