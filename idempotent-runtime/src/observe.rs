@@ -3,6 +3,7 @@
 //! With both features off every item here is empty and inlined away.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::{Error, FencingToken, IdempotencyKey};
 
@@ -98,7 +99,52 @@ pub(crate) struct Observer {
     #[cfg(feature = "metrics")]
     operation: Option<std::sync::Arc<str>>,
     /// The claim's token, once taken: what [`crate::with_execution`] reports with the outcome.
-    token: std::sync::OnceLock<FencingToken>,
+    token: ClaimedToken,
+}
+
+/// The token of an execution's claim, written once by its holder when the claim is taken and
+/// read with the outcome, from the same task. Plain atomics: a `OnceLock` ran a `Once` (two
+/// read-modify-writes) on every claim, for a value that has one writer.
+#[derive(Debug, Default)]
+struct ClaimedToken {
+    taken: AtomicBool,
+    counter: AtomicU64,
+    nonce: [AtomicU64; 2],
+}
+
+impl ClaimedToken {
+    fn set(&self, token: FencingToken) {
+        let nonce = token.nonce();
+        self.counter.store(token.counter(), Ordering::Relaxed);
+        #[allow(clippy::cast_possible_truncation, reason = "the nonce's two halves")]
+        {
+            self.nonce[0].store(nonce as u64, Ordering::Relaxed);
+            self.nonce[1].store((nonce >> 64) as u64, Ordering::Relaxed);
+        }
+        self.taken.store(true, Ordering::Release);
+    }
+
+    fn get(&self) -> Option<FencingToken> {
+        if !self.taken.load(Ordering::Acquire) {
+            return None;
+        }
+        let nonce = u128::from(self.nonce[0].load(Ordering::Relaxed))
+            | u128::from(self.nonce[1].load(Ordering::Relaxed)) << 64;
+        Some(FencingToken::new(
+            self.counter.load(Ordering::Relaxed),
+            nonce,
+        ))
+    }
+}
+
+impl Clone for ClaimedToken {
+    fn clone(&self) -> Self {
+        let copy = Self::default();
+        if let Some(token) = self.get() {
+            copy.set(token);
+        }
+        copy
+    }
 }
 
 /// Whether a `metrics` recorder is installed. The facade answers calls without one with its
@@ -145,7 +191,7 @@ impl Observer {
             },
             #[cfg(feature = "metrics")]
             operation: metrics_on().then(|| operation.into()),
-            token: std::sync::OnceLock::new(),
+            token: ClaimedToken::default(),
         }
     }
 
@@ -234,7 +280,7 @@ impl Observer {
     #[inline]
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn claimed(&self, token: FencingToken) -> InFlight {
-        let _ = self.token.set(token);
+        self.token.set(token);
         #[cfg(feature = "tracing")]
         self.span.record("fencing_token", token.counter());
         #[cfg(feature = "metrics")]
@@ -270,7 +316,7 @@ impl Observer {
         allow(unused_variables)
     )]
     pub(crate) fn outcome(&self, outcome: Outcome) {
-        crate::protocol::record(Some(outcome), self.token.get().copied());
+        crate::protocol::record(Some(outcome), self.token.get());
         #[cfg(feature = "tracing")]
         self.span.record("outcome", outcome.as_str());
         #[cfg(feature = "metrics")]
@@ -419,5 +465,24 @@ impl<F: Future> Future for Timed<F> {
                 .record(start.elapsed().as_secs_f64());
         }
         std::task::Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClaimedToken;
+    use crate::FencingToken;
+
+    /// A token taken is read back whole (both halves of the nonce), a clone keeps it, and
+    /// none is read before one is taken.
+    #[test]
+    fn a_claimed_token_is_read_back_whole() {
+        let cell = ClaimedToken::default();
+        assert_eq!(cell.get(), None);
+        assert_eq!(cell.clone().get(), None);
+        let token = FencingToken::new(u64::MAX - 7, (0xfeed_u128 << 64) | 0xbeef);
+        cell.set(token);
+        assert_eq!(cell.get(), Some(token));
+        assert_eq!(cell.clone().get(), Some(token));
     }
 }
