@@ -62,8 +62,8 @@ impl RedisServer {
     /// it, but another test's server or connection may have taken it since.
     fn start_on(port: u16, extra: &[&str]) -> Self {
         const ATTEMPTS: usize = 5;
-        let mut port = port;
-        for attempt in 1..=ATTEMPTS {
+        let (mut port, mut attempt) = (port, 1);
+        loop {
             let dir = std::env::temp_dir()
                 .join(format!("idempotent-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir)
@@ -79,13 +79,13 @@ impl RedisServer {
                 Err(status) if attempt < ATTEMPTS => {
                     eprintln!("redis-server on port {port} exited ({status}); trying another port");
                     port = free_port();
+                    attempt += 1;
                 }
                 Err(status) => panic!(
                     "redis-server exited before answering ({status}) on {ATTEMPTS} free ports in turn"
                 ),
             }
         }
-        unreachable!("the last attempt returns or panics")
     }
 
     /// Starts the process on this server's port (again, after a kill).

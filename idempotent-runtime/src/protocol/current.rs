@@ -164,9 +164,8 @@ pub(crate) struct Panicked;
 
 /// Polls a handler with its claim visible through [`current_claim`], catching panics.
 ///
-/// The handler comes pinned already (`Unpin`: in a `Box`, or a future that needs no pinning):
-/// the HTTP path's handler is boxed once where it is made, and boxing it here again was one
-/// more allocation per claimed request.
+/// The handler comes pinned (`Unpin`: boxed once, where it enters the protocol), so polling it
+/// here allocates nothing.
 pub(crate) struct Guarded<F> {
     inner: F,
     /// The claim; lent to [`CURRENT`] while the handler is polled (moved there and back, so a
