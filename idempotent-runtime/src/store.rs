@@ -12,6 +12,7 @@ use crate::{
     Processing,
 };
 
+mod immediate;
 #[cfg(any(
     feature = "memory",
     feature = "valkey",
@@ -32,6 +33,9 @@ pub mod sqlite;
 pub mod valkey;
 #[cfg(any(feature = "valkey", feature = "postgres", feature = "sqlite"))]
 mod wire;
+
+pub(crate) use immediate::Call;
+pub use immediate::ImmediateStore;
 
 /// What [`IdempotencyStore::try_insert`] found.
 ///
@@ -416,10 +420,23 @@ pub trait IdempotencyStore: Send + Sync {
     fn detached(&self) -> Option<Arc<dyn IdempotencyStore>> {
         None
     }
+
+    /// This store's claim and completion as plain calls, for a store that answers them at
+    /// once ([`ImmediateStore`]); the runtime then takes them instead of `try_insert` and
+    /// `complete`. Default `None`.
+    ///
+    /// ```
+    /// use idempotent_runtime::{IdempotencyStore, MemoryStore};
+    ///
+    /// assert!(MemoryStore::new().immediate().is_some());
+    /// ```
+    fn immediate(&self) -> Option<&dyn ImmediateStore> {
+        None
+    }
 }
 
 /// What an `#[async_trait]` method of [`IdempotencyStore`] returns.
-type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+pub(crate) type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
 /// The keyed calls of a forwarding impl: `name(args after the key) -> output;` each.
 macro_rules! forward_calls {
@@ -459,6 +476,10 @@ macro_rules! forward_store {
 
             fn detached(&self) -> Option<Arc<dyn IdempotencyStore>> {
                 (**self).detached()
+            }
+
+            fn immediate(&self) -> Option<&dyn ImmediateStore> {
+                (**self).immediate()
             }
         }
     )*};

@@ -157,3 +157,61 @@ pub(super) async fn not_replayable_results_are_kept_as_done<H: Harness>(
     );
     Ok(())
 }
+
+/// A store that answers at once ([`crate::store::ImmediateStore`]) is one store on both faces:
+/// a claim taken on one is seen, fenced and completed on the other. A store without that face
+/// passes as it is.
+pub(super) async fn the_immediate_face_is_the_same_store<H: Harness>(h: &H) -> Result<(), String> {
+    let store = h.store();
+    let Some(now) = store.immediate() else {
+        return Ok(());
+    };
+    // Claimed now, seen and completed by the async face.
+    let key = fresh_key()?;
+    let (token, entry) = match now.try_insert_now(&key, entry(h, fingerprint(21))) {
+        Ok(InsertResult::Claimed {
+            fencing_token,
+            entry,
+        }) => (fencing_token, entry),
+        other => return Err(format!("try_insert_now: expected a claim, got {other:?}")),
+    };
+    let found = existing(h, &key, fingerprint(21)).await?;
+    ensure!(
+        matches!(found, ExistingEntry::Processing(_)),
+        "the async face found {found:?} under a claim taken now"
+    );
+    let response = CachedResponse::from("now");
+    store
+        .complete(&key, entry.complete(response.clone()), token)
+        .await
+        .map_err(|e| err("complete of a claim taken now", &e))?;
+    // Claimed by the async face, fenced and completed now.
+    let key = fresh_key()?;
+    let (token, entry) = claim(h, &key, fingerprint(22)).await?;
+    let forged = crate::FencingToken::new(token.counter().wrapping_add(1), token.nonce());
+    let stale = now.complete_now(&key, entry.clone().complete(response.clone()), forged);
+    ensure!(
+        matches!(stale, Err(crate::Error::StaleFencingToken)),
+        "complete_now with another counter: {stale:?}"
+    );
+    now.complete_now(&key, entry.complete(response.clone()), token)
+        .map_err(|e| err("complete_now", &e))?;
+    let replay = match now.try_insert_now(&key, super::entry(h, fingerprint(22))) {
+        Ok(InsertResult::Exists(found)) => completed(found)?,
+        other => {
+            return Err(format!(
+                "try_insert_now: expected the record, got {other:?}"
+            ));
+        }
+    };
+    ensure!(
+        replay.response() == Some(&response),
+        "try_insert_now replayed {replay:?}"
+    );
+    let got = store.get(&key).await.map_err(|e| err("get", &e))?;
+    ensure!(
+        matches!(&got, Some(ExistingEntry::Completed(e)) if e.response() == Some(&response)),
+        "get after complete_now returned {got:?}"
+    );
+    Ok(())
+}

@@ -178,6 +178,7 @@ checks!($
     fencing::a_completion_with_another_fingerprint_is_refused,
     fencing::a_token_with_the_right_nonce_and_another_counter_is_stale,
     claims::a_re_sent_claim_is_the_same_claim,
+    claims::the_immediate_face_is_the_same_store,
 );
 
 /// Runs the check named `check` (one of [`checks`]).

@@ -12,7 +12,7 @@ use super::{Concurrency, Spec, answer};
 use crate::observe::{Observer, Outcome, store_call};
 use crate::{
     CompletedRecord, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry,
-    IdempotencyStore, InsertResult, Processing, StoredKey,
+    IdempotencyKey, IdempotencyStore, InsertResult, Processing, StoredKey, store,
 };
 
 /// The first half of the protocol: a claim to run the handler under, or the answer without
@@ -55,11 +55,14 @@ pub(crate) async fn acquire<R, C: ResultCodec<R>>(
             .with_ttl(spec.ttl)
             .with_lease(spec.lease);
         let sent = Instant::now();
-        let claimed = store_call(
-            kind,
-            "try_insert",
-            store.try_insert(&stored_key, entry.clone()),
+        let key: &IdempotencyKey = &stored_key;
+        let claim = store::Call::of(
+            store,
+            entry.clone(),
+            |now, entry| now.try_insert_now(key, entry),
+            |entry| store.try_insert(key, entry),
         );
+        let claimed = store_call(kind, "try_insert", claim);
         let existing = match claimed.await {
             Err(e) if e.may_have_applied() => {
                 // The claim may have landed with its reply lost: resolve it in the background.

@@ -11,7 +11,7 @@ use super::{Spec, answer};
 use crate::observe::{Observer, Outcome, Severity, store_call};
 use crate::{
     Completed, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry, IdempotencyKey,
-    IdempotencyStore, Processing,
+    IdempotencyStore, Processing, store,
 };
 
 /// The second half: runs the handler under `claim` with the lease heartbeat, then completes,
@@ -220,7 +220,13 @@ fn complete_with_retry<'a, R: 'a>(
     async move {
         let mut attempt = 0;
         loop {
-            match store_call(store.kind(), "complete", store.complete(key, entry, token)).await {
+            let complete = store::Call::of(
+                store,
+                entry,
+                |now, entry| now.complete_now(key, entry, token),
+                |entry| store.complete(key, entry, token),
+            );
+            match store_call(store.kind(), "complete", complete).await {
                 Err(e @ Error::StoreUnavailable(_)) if attempt < 3 => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(10 << attempt)).await;

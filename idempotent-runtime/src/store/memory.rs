@@ -27,7 +27,8 @@ use table::Table;
 
 use crate::store::lifetimes;
 use crate::store::{
-    CompletedRecord, ExistingEntry, IdempotencyStore, InsertResult, ProcessingRecord,
+    CompletedRecord, ExistingEntry, IdempotencyStore, ImmediateStore, InsertResult,
+    ProcessingRecord,
 };
 use crate::sync::{AtomicUsize, Mutex, MutexGuard};
 use crate::{
@@ -655,6 +656,29 @@ impl IdempotencyStore for MemoryStore {
 
     fn detached(&self) -> Option<Arc<dyn IdempotencyStore>> {
         Some(Arc::new(self.clone()))
+    }
+
+    fn immediate(&self) -> Option<&dyn ImmediateStore> {
+        Some(self)
+    }
+}
+
+impl ImmediateStore for MemoryStore {
+    fn try_insert_now(
+        &self,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Processing>,
+    ) -> Result<InsertResult, Error> {
+        self.insert(key, entry)
+    }
+
+    fn complete_now(
+        &self,
+        key: &IdempotencyKey,
+        entry: IdempotencyEntry<Completed>,
+        token: FencingToken,
+    ) -> Result<(), Error> {
+        self.complete_sync(key, entry, token)
     }
 }
 
