@@ -20,7 +20,7 @@ use idempotent_benches::{
 };
 use idempotent_runtime::store::valkey::DEFAULT_CONNECTIONS;
 use idempotent_runtime::{
-    CachedResponse, IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, ValkeyStore,
+    IdempotencyEntry, IdempotencyKey, IdempotencyStore, InsertResult, ValkeyStore,
 };
 use idempotent_tests::redis_server::RedisServer;
 use peer::store::IdempotencyStore as _;
@@ -69,17 +69,7 @@ where
 /// One claim and its completion, each checked (a claim not taken or a completion refused
 /// counts as a failed operation).
 async fn claim_complete(store: &ValkeyStore, i: usize, key: &IdempotencyKey) {
-    let entry = IdempotencyEntry::new(fingerprint(i)).with_ttl(TTL);
-    let Ok(InsertResult::Claimed {
-        fencing_token,
-        entry,
-    }) = store.try_insert(key, entry).await
-    else {
-        check(false);
-        return;
-    };
-    let done = entry.complete(CachedResponse::from(body(BODY, i)));
-    check(store.complete(key, done, fencing_token).await.is_ok());
+    idempotent_benches::claim_complete(store, i, key, body(BODY, i), TTL).await;
 }
 
 /// Whether a script's status reply is `expected` (a Lua string comes back as a bulk string).

@@ -196,6 +196,29 @@ pub fn exit_on_failed_checks() {
     println!("every timed operation succeeded");
 }
 
+/// Our claim of `key` for op `i` and its completion with `body`, checked: a claim that was not
+/// taken or a completion that failed counts as a failed operation.
+pub async fn claim_complete<S: idempotent_runtime::IdempotencyStore + ?Sized>(
+    store: &S,
+    i: usize,
+    key: &IdempotencyKey,
+    body: Bytes,
+    ttl: Duration,
+) {
+    use idempotent_runtime::{CachedResponse, IdempotencyEntry, InsertResult};
+    let entry = IdempotencyEntry::new(fingerprint(i)).with_ttl(ttl);
+    let Ok(InsertResult::Claimed {
+        fencing_token,
+        entry,
+    }) = store.try_insert(key, entry).await
+    else {
+        check(false);
+        return;
+    };
+    let done = entry.complete(CachedResponse::from(body));
+    check(store.complete(key, done, fencing_token).await.is_ok());
+}
+
 /// Our replay of `key` (completed by op `i`), checked: a completed record with a response.
 pub async fn replay<S: idempotent_runtime::IdempotencyStore + ?Sized>(
     store: &S,
