@@ -124,7 +124,7 @@ where
     };
     let (spec, operation, stores) = (&options.spec, options.operation(), options.stores);
     // Hashed here, so the header's bytes (the request's) go now, not with the transaction.
-    let stored_key = key.stored_key(operation, scope.as_deref());
+    let stored_key = key.stored_key(options, scope.as_deref());
     drop(key);
     let capture = move |transaction| {
         let ran = handler(transaction);
@@ -168,7 +168,7 @@ where
     F: Future<Output = Buffered> + Send + Unpin + 'static,
 {
     let (spec, operation) = (&options.as_ref().spec, options.as_ref().operation());
-    let stored_key = match key.stored_key(operation, scope.as_deref()) {
+    let stored_key = match key.stored_key(options.as_ref(), scope.as_deref()) {
         Ok(stored_key) => stored_key,
         Err(e) => return reject(options.as_ref(), Problem::from(e)),
     };

@@ -34,7 +34,6 @@ pub mod valkey;
 #[cfg(any(feature = "valkey", feature = "postgres", feature = "sqlite"))]
 mod wire;
 
-pub(crate) use immediate::Call;
 pub use immediate::ImmediateStore;
 
 /// What [`IdempotencyStore::try_insert`] found.

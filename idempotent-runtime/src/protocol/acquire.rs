@@ -8,11 +8,11 @@ use tokio::time::Instant;
 
 use super::codec::ResultCodec;
 use super::lost::release_lost_claim;
-use super::{Concurrency, Spec, answer};
+use super::{Call, Concurrency, Spec, answer};
 use crate::observe::{Observer, Outcome, store_call};
 use crate::{
     CompletedRecord, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry,
-    IdempotencyKey, IdempotencyStore, InsertResult, Processing, StoredKey, store,
+    IdempotencyKey, IdempotencyStore, InsertResult, Processing, StoredKey,
 };
 
 /// The first half of the protocol: a claim to run the handler under, or the answer without
@@ -56,7 +56,7 @@ pub(crate) async fn acquire<R, C: ResultCodec<R>>(
             .with_lease(spec.lease);
         let sent = Instant::now();
         let key: &IdempotencyKey = &stored_key;
-        let claim = store::Call::of(
+        let claim = Call::of(
             store,
             entry.clone(),
             |now, entry| now.try_insert_now(key, entry),

@@ -8,6 +8,7 @@
 
 mod acquire;
 mod builder;
+mod call;
 pub(crate) mod codec;
 mod current;
 pub(crate) mod default_store;
@@ -24,6 +25,7 @@ use std::future::Future;
 
 pub(crate) use acquire::{Step, acquire};
 pub use builder::Idempotent;
+use call::Call;
 use codec::ResultCodec;
 pub use current::{ClaimHandle, current_claim};
 pub(crate) use report::record;
@@ -35,7 +37,7 @@ pub use spec::{Concurrency, DEFAULT_MAX_BODY, Spec};
 pub use stored_key::KeyPrefix;
 pub(crate) use stored_key::checked_storage_key;
 #[cfg(feature = "axum")]
-pub(crate) use stored_key::hash as storage_key_of_text;
+pub(crate) use stored_key::prefixed as prefixed_storage_key;
 pub use stored_key::storage_key;
 
 use crate::observe::{Observer, Outcome};

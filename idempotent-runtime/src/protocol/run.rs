@@ -7,11 +7,11 @@ use super::acquire::Claim;
 use super::codec::{Disposition, ResultCodec};
 use super::current::{Guarded, Lease, Panicked};
 use super::heartbeat::{Renewals, with_heartbeat};
-use super::{Spec, answer};
+use super::{Call, Spec, answer};
 use crate::observe::{Observer, Outcome, Severity, store_call};
 use crate::{
     Completed, Error, ExistingEntry, FencingToken, Fingerprint, IdempotencyEntry, IdempotencyKey,
-    IdempotencyStore, Processing, store,
+    IdempotencyStore, Processing,
 };
 
 /// The second half: runs the handler under `claim` with the lease heartbeat, then completes,
@@ -220,7 +220,7 @@ fn complete_with_retry<'a, R: 'a>(
     async move {
         let mut attempt = 0;
         loop {
-            let complete = store::Call::of(
+            let complete = Call::of(
                 store,
                 entry,
                 |now, entry| now.complete_now(key, entry, token),

@@ -30,7 +30,9 @@ pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -
 /// version, the operation, whether it is scoped), made on first use: a call hashes only its
 /// scope and key on top of a copy. With an operation name of 15 bytes or more that is a whole
 /// SHA-256 block, one of the two a call would compress. The macro keeps one per
-/// `#[idempotent]` fn, in a `static`, for that fn's one operation.
+/// `#[idempotent]` fn, in a `static`, for that fn's one operation; HTTP options keep one for
+/// theirs. A clone keeps what was hashed: it is for the same operation.
+#[derive(Clone)]
 pub struct KeyPrefix {
     /// Unscoped, scoped.
     states: [OnceLock<Sha256>; 2],
@@ -67,14 +69,23 @@ pub(crate) fn checked_storage_key(
     key: &str,
 ) -> Result<StoredKey, KeyError> {
     IdempotencyKey::validate(key.as_bytes())?;
-    let shared = prefix.states[usize::from(scope.is_some())]
-        .get_or_init(|| shared_parts(operation, scope.is_some()));
-    Ok(finish(shared.clone(), scope, key))
+    Ok(prefixed(prefix, operation, scope, key))
 }
 
-/// The stored key of a client key given as text (checked already), with no prefix kept for
-/// `operation`: [`storage_key`] without the `IdempotencyKey`.
-pub(crate) fn hash(operation: &str, scope: Option<&str>, key: &str) -> StoredKey {
+/// The stored key of a client key given as text (checked already) on `operation`'s own
+/// `prefix`: [`storage_key`] without the `IdempotencyKey`.
+pub(crate) fn prefixed(
+    prefix: &KeyPrefix,
+    operation: &str,
+    scope: Option<&str>,
+    key: &str,
+) -> StoredKey {
+    let shared = prefix.states[usize::from(scope.is_some())]
+        .get_or_init(|| shared_parts(operation, scope.is_some()));
+    finish(shared.clone(), scope, key)
+}
+
+fn hash(operation: &str, scope: Option<&str>, key: &str) -> StoredKey {
     finish(shared_parts(operation, scope.is_some()), scope, key)
 }
 

@@ -177,7 +177,7 @@ mod tests {
         let key = head.take_key(&options).expect("valid").expect("present");
         let k1 = crate::IdempotencyKey::new("k-1").expect("key");
         assert_eq!(
-            key.stored_key("op", Some("tenant")).ok(),
+            key.stored_key(&options, Some("tenant")).ok(),
             Some(crate::storage_key("op", Some("tenant"), &k1)),
             "the stored key of the header's key"
         );

@@ -4,7 +4,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
-use super::Problem;
+use super::{HttpOptions, Problem};
 use crate::{Error, IdempotencyKey, KeyError, StoredKey};
 
 /// The header a key is read from unless configured otherwise.
@@ -67,18 +67,17 @@ impl HeaderKey {
         }
     }
 
-    /// The key's stored key for `operation` and `scope`.
+    /// The key's stored key for the operation of `options` and `scope`.
     ///
     /// # Errors
     /// [`Error::InvalidKey`] — never, as the key was checked when read; the check is made again
     /// rather than assumed.
     pub(crate) fn stored_key(
         &self,
-        operation: &str,
+        options: &HttpOptions,
         scope: Option<&str>,
     ) -> Result<StoredKey, Error> {
-        let text = IdempotencyKey::checked_str(self.bytes())?;
-        Ok(crate::protocol::storage_key_of_text(operation, scope, text))
+        options.stored_key(scope, self.bytes())
     }
 }
 

@@ -6,7 +6,8 @@ use std::borrow::Cow;
 use http::StatusCode;
 
 use super::response::StorePolicy;
-use crate::protocol::Spec;
+use crate::protocol::{KeyPrefix, Spec};
+use crate::{Error, IdempotencyKey, StoredKey};
 
 /// The options of an HTTP execution: the protocol's [`Spec`], the operation, the key header and
 /// whether a request without a key may run unprotected. `const`, so the macro emits a `static`.
@@ -17,6 +18,8 @@ pub struct HttpOptions {
     pub(super) header: Cow<'static, str>,
     pub(super) optional: bool,
     pub(super) stores: StorePolicy,
+    /// What every stored key of the operation hashes first, hashed once.
+    prefix: KeyPrefix,
 }
 
 /// What an attribute handler stores by default: everything but a 5xx.
@@ -55,6 +58,7 @@ impl HttpOptions {
                 http: not_server_error,
                 grpc: grpc_ok,
             },
+            prefix: KeyPrefix::new(),
         }
     }
 
@@ -99,6 +103,7 @@ impl HttpOptions {
 
     pub(crate) fn set_operation(&mut self, operation: String) {
         self.operation = Cow::Owned(operation);
+        self.prefix = KeyPrefix::new();
     }
 
     pub(crate) fn set_header(&mut self, header: String) {
@@ -108,10 +113,56 @@ impl HttpOptions {
     pub(crate) fn operation(&self) -> &str {
         &self.operation
     }
+
+    /// The stored key of the client key `key` (as the header holds it) in `scope`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] — never, as the key was checked when read; the check is made
+    /// again rather than assumed.
+    pub(crate) fn stored_key(&self, scope: Option<&str>, key: &[u8]) -> Result<StoredKey, Error> {
+        let text = IdempotencyKey::checked_str(key)?;
+        Ok(crate::protocol::prefixed_storage_key(
+            &self.prefix,
+            &self.operation,
+            scope,
+            text,
+        ))
+    }
 }
 
 impl AsRef<HttpOptions> for HttpOptions {
     fn as_ref(&self) -> &HttpOptions {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpOptions;
+    use crate::{IdempotencyKey, storage_key};
+
+    /// The options hash a key on their operation's prefix, kept from the first call, and a new
+    /// operation starts a new prefix: for names shorter and longer than a SHA-256 block's worth
+    /// of prefix, scoped and not, the stored key is always `storage_key`'s.
+    #[test]
+    fn stored_keys_follow_the_operation_through_a_rename() {
+        let key = IdempotencyKey::new("k-1").expect("key");
+        let long = "orders.create_payment_with_a_long_name";
+        let mut options = HttpOptions::new("short", "idempotency-key");
+        for scope in [None, Some("tenant"), None] {
+            let stored = options.stored_key(scope, b"k-1").expect("stored key");
+            assert_eq!(stored, storage_key("short", scope, &key));
+        }
+        options.set_operation(long.to_owned());
+        for scope in [None, Some("tenant")] {
+            let stored = options.stored_key(scope, b"k-1").expect("stored key");
+            assert_eq!(stored, storage_key(long, scope, &key), "after the rename");
+        }
+        let copy = options.clone();
+        assert_eq!(
+            copy.stored_key(None, b"k-1").expect("stored key"),
+            storage_key(long, None, &key),
+            "a clone keeps the operation and its prefix"
+        );
     }
 }
