@@ -1,6 +1,7 @@
 //! The execution protocol (DESIGN §3), one idea per file: the options ([`Spec`]), the stored
 //! key ([`storage_key`]), taking the claim or answering without running (`acquire`), running
-//! the handler under it and completing or releasing (`run`), the lease heartbeat
+//! the handler under it and completing or releasing (`run`), one store step made as a plain
+//! call on a store that answers at once or as its future (`call`), the lease heartbeat
 //! (`heartbeat`), claims whose reply was lost (`lost`), what a running handler knows of its
 //! claim ([`current_claim`]), how results are stored (`codec`), a user's fingerprint
 //! strategy (`strategy`), the default store, and the

@@ -1,12 +1,14 @@
 //! [`LayerBody`]: the body [`IdempotencyLayer`](super::IdempotencyLayer) hands on — one it
-//! buffered (data, then trailers) or one it passes through untouched.
+//! buffered (data, then trailers) or one it passes through untouched — and [`read_whole`],
+//! how a body is buffered.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use pin_project_lite::pin_project;
 
 /// A boxed error, as tower and hyper pass them around.
@@ -109,6 +111,46 @@ where
     }
 }
 
+/// Reads `body` whole: its data — a single chunk as it came, more joined into one buffer — and
+/// its trailers (several frames of them merged). What `http_body_util`'s `collect` and
+/// `to_bytes` give,
+/// without the queue it allocates for the chunks: a body is one chunk more often than not.
+///
+/// # Errors
+/// The body's own error, at the frame that failed.
+pub(crate) async fn read_whole<B: Body>(body: B) -> Result<(Bytes, Option<HeaderMap>), B::Error> {
+    let mut body = std::pin::pin!(body);
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut trailers: Option<HeaderMap> = None;
+    while let Some(frame) = body.frame().await {
+        let data = match frame?.into_data() {
+            // `Bytes` hands itself over; another buffer is copied once.
+            Ok(mut data) => data.copy_to_bytes(data.remaining()),
+            Err(frame) => {
+                if let Ok(more) = frame.into_trailers() {
+                    match &mut trailers {
+                        Some(trailers) => trailers.extend(more),
+                        None => trailers = Some(more),
+                    }
+                }
+                continue;
+            }
+        };
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut both = BytesMut::with_capacity(first.len() + data.len());
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+    }
+    Ok((joined.map_or(first, BytesMut::freeze), trailers))
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::{BodyExt, Empty, Full};
@@ -140,5 +182,62 @@ mod tests {
         let body = LayerBody::passed(Full::new(Bytes::from("through")));
         assert_eq!(body.size_hint().exact(), Some(7));
         assert_eq!(body.collect().await.expect("full").to_bytes(), "through");
+    }
+
+    /// A body of these frames, in order.
+    struct Frames<E>(std::collections::VecDeque<Result<Frame<Bytes>, E>>);
+
+    impl<E: Unpin> Body for Frames<E> {
+        type Data = Bytes;
+        type Error = E;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+            Poll::Ready(self.0.pop_front())
+        }
+    }
+
+    /// One chunk comes back as it was sent (no copy); several are joined in order, empty ones
+    /// skipped; trailer frames are merged; a body that fails mid-way is its error.
+    #[tokio::test]
+    async fn a_body_is_read_whole_with_its_trailers() {
+        let chunk = Bytes::from("one chunk");
+        let (data, trailers) = read_whole(Full::new(chunk.clone())).await.expect("full");
+        assert_eq!(
+            data.as_ptr(),
+            chunk.as_ptr(),
+            "a single chunk is not copied"
+        );
+        assert!(trailers.is_none());
+
+        let mut first = HeaderMap::new();
+        first.insert("grpc-status", "0".parse().expect("value"));
+        let mut second = HeaderMap::new();
+        second.insert("grpc-message", "ok".parse().expect("value"));
+        let frames: Frames<std::convert::Infallible> = Frames(
+            [
+                Frame::data(Bytes::from("ab")),
+                Frame::data(Bytes::new()),
+                Frame::data(Bytes::from("c")),
+                Frame::trailers(first),
+                Frame::data(Bytes::from("d")),
+                Frame::trailers(second),
+            ]
+            .into_iter()
+            .map(Ok)
+            .collect(),
+        );
+        let (data, trailers) = read_whole(frames).await.expect("in memory");
+        assert_eq!(data, "abcd");
+        let trailers = trailers.expect("trailers");
+        assert_eq!(trailers["grpc-status"], "0");
+        assert_eq!(trailers["grpc-message"], "ok");
+
+        let broken = Frames([Ok(Frame::data(Bytes::from("a"))), Err("reset")].into());
+        assert_eq!(read_whole(broken).await.err(), Some("reset"));
+        let (empty, none) = read_whole(Empty::<Bytes>::new()).await.expect("empty");
+        assert!(empty.is_empty() && none.is_none());
     }
 }

@@ -1,8 +1,8 @@
 //! Reading the idempotency key from request headers, and the [`IdempotencyKey`] extractor.
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::HeaderMap;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue};
 
 use super::{HttpOptions, Problem};
 use crate::{Error, IdempotencyKey, KeyError, StoredKey};
@@ -50,20 +50,42 @@ pub fn key_from_headers(
         .map_err(|e| invalid(name, &e))
 }
 
-/// A client's key as its header carried it, checked by the rules of [`IdempotencyKey::new`]
-/// but not copied into one: the header's own value (whose bytes the request shares), or the
-/// content of a quoted sf-string. The protocol needs only its hash ([`Self::stored_key`]).
+/// A client's key as its header carried it, checked by the rules of [`IdempotencyKey::new`]:
+/// its bytes, or the content of a quoted sf-string. The protocol needs only its hash
+/// ([`Self::stored_key`]).
+///
+/// Copied, never the header's own value: hyper's header values are views of the buffer the
+/// request was read into, which the body shares, and while one lives the body cannot become
+/// a `Vec` (a `String` or `Json` extractor) without being copied out — an allocation and a
+/// copy of the whole body per request, where the key's copy is at most a few bytes in place.
 #[derive(Debug, Clone)]
 pub(crate) enum HeaderKey {
-    Bare(HeaderValue),
-    Unquoted(Vec<u8>),
+    /// A key of up to [`INLINE`] bytes (a UUID's 36 and more), in place.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// A longer key, or the content of a quoted one.
+    Owned(Vec<u8>),
 }
 
+/// The longest key [`HeaderKey`] keeps in place.
+const INLINE: usize = 64;
+
 impl HeaderKey {
+    /// The key `bytes`, copied: in place when they fit.
+    fn copied(bytes: &[u8]) -> Self {
+        let mut inline = [0; INLINE];
+        match (inline.get_mut(..bytes.len()), u8::try_from(bytes.len())) {
+            (Some(at), Ok(len)) => {
+                at.copy_from_slice(bytes);
+                Self::Inline { len, bytes: inline }
+            }
+            _ => Self::Owned(bytes.to_vec()),
+        }
+    }
+
     fn bytes(&self) -> &[u8] {
         match self {
-            Self::Bare(value) => value.as_bytes(),
-            Self::Unquoted(content) => content,
+            Self::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
+            Self::Owned(content) => content,
         }
     }
 
@@ -98,12 +120,12 @@ pub(crate) fn header_key(headers: &HeaderMap, name: &str) -> Result<Option<Heade
         )));
     }
     let key = match value.as_bytes() {
-        bytes @ [b'"', ..] => HeaderKey::Unquoted(unquote(bytes).ok_or_else(|| {
+        bytes @ [b'"', ..] => HeaderKey::Owned(unquote(bytes).ok_or_else(|| {
             Problem::invalid_key(format!(
                 "the `{name}` header starts with `\"` but is not a valid quoted string (RFC 8941 sf-string)"
             ))
         })?),
-        _ => HeaderKey::Bare(value.clone()),
+        bytes => HeaderKey::copied(bytes),
     };
     IdempotencyKey::validate(key.bytes()).map_err(|e| invalid(name, &e))?;
     Ok(Some(key))
@@ -163,6 +185,35 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    /// A key read from a header keeps no view of the buffer the header came from (hyper's
+    /// header values and the request body share one): while it did, the body a `String`
+    /// extractor took after it was copied out of that buffer on every request. Short keys
+    /// are kept in place, long and quoted ones in a copy of their own.
+    #[test]
+    fn a_read_key_keeps_no_view_of_the_request_buffer() {
+        for key in [
+            "k-1".to_owned(),
+            "k".repeat(64),
+            "k".repeat(200),
+            "\"k-1\"".to_owned(),
+        ] {
+            let buffer = bytes::Bytes::from(format!("{key} and the body").into_bytes());
+            let mut headers = HeaderMap::new();
+            let value = HeaderValue::from_maybe_shared(buffer.slice(..key.len())).expect("value");
+            headers.insert("idempotency-key", value);
+            let read = header_key(&headers, "idempotency-key")
+                .expect("valid")
+                .expect("present");
+            drop(headers);
+            assert!(
+                buffer.is_unique(),
+                "a {}-byte key holds the buffer",
+                key.len()
+            );
+            assert_eq!(read.bytes(), key.trim_matches('"').as_bytes());
+        }
+    }
 
     fn parse(values: &[&[u8]]) -> Result<Option<String>, Problem> {
         let mut headers = HeaderMap::new();

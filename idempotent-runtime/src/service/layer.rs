@@ -13,10 +13,11 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request};
 use http_body::Body;
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::Limited;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::body::read_whole;
 use super::key::HeaderKey;
 use super::response::Buffered;
 use super::{BoxError, HttpOptions, LayerBody, Problem, ProblemKind, RequestHead};
@@ -384,11 +385,8 @@ impl<St: IdempotencyStore + Clone + 'static> IdempotencyLayer<St> {
             Some(scope) => scope,
             None => None,
         };
-        let (bytes, trailers) = match Limited::new(body, self.max_request_body).collect().await {
-            Ok(collected) => {
-                let trailers = collected.trailers().cloned();
-                (collected.to_bytes(), trailers)
-            }
+        let (bytes, trailers) = match read_whole(Limited::new(body, self.max_request_body)).await {
+            Ok(read) => read,
             Err(e) if is_length_limit(&e) => {
                 return Problem::body_too_large(self.max_request_body).into();
             }

@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use http_body_util::BodyExt as _;
 
 use super::{LayerBody, Problem, grpc};
 use crate::protocol::codec::{Disposition, ResultCodec};
@@ -92,9 +91,8 @@ impl Buffered {
         B: http_body::Body,
     {
         let (parts, body) = response.into_parts();
-        match body.collect().await {
-            Ok(collected) => {
-                let trailers = collected.trailers().cloned();
+        match super::body::read_whole(body).await {
+            Ok((body, trailers)) => {
                 let keep = if policy.keeps(parts.status, &parts.headers, trailers.as_ref()) {
                     Keep::Store
                 } else {
@@ -104,7 +102,7 @@ impl Buffered {
                     keep,
                     status: parts.status,
                     headers: parts.headers,
-                    body: collected.to_bytes(),
+                    body,
                     trailers,
                     problem: None,
                 }
