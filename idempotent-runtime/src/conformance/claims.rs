@@ -2,8 +2,10 @@
 
 use bytes::Bytes;
 
-use super::{Harness, claim, completed, entry, err, existing, fingerprint, fresh_key};
-use crate::{CachedResponse, ExistingEntry, IdempotencyStore, InsertResult};
+use super::{
+    Harness, claim, claimed, completed, entry, err, existing, expect_stale, fingerprint, fresh_key,
+};
+use crate::{CachedResponse, ExistingEntry, FencingToken, IdempotencyStore, InsertResult};
 
 pub(super) async fn claim_then_replay<H: Harness>(h: &H) -> Result<(), String> {
     let key = fresh_key()?;
@@ -168,13 +170,10 @@ pub(super) async fn the_immediate_face_is_the_same_store<H: Harness>(h: &H) -> R
     };
     // Claimed now, seen and completed by the async face.
     let key = fresh_key()?;
-    let (token, entry) = match now.try_insert_now(&key, entry(h, fingerprint(21))) {
-        Ok(InsertResult::Claimed {
-            fencing_token,
-            entry,
-        }) => (fencing_token, entry),
-        other => return Err(format!("try_insert_now: expected a claim, got {other:?}")),
-    };
+    let (token, processing) = claimed(
+        "try_insert_now",
+        now.try_insert_now(&key, entry(h, fingerprint(21))),
+    )?;
     let found = existing(h, &key, fingerprint(21)).await?;
     ensure!(
         matches!(found, ExistingEntry::Processing(_)),
@@ -182,21 +181,20 @@ pub(super) async fn the_immediate_face_is_the_same_store<H: Harness>(h: &H) -> R
     );
     let response = CachedResponse::from("now");
     store
-        .complete(&key, entry.complete(response.clone()), token)
+        .complete(&key, processing.complete(response.clone()), token)
         .await
         .map_err(|e| err("complete of a claim taken now", &e))?;
     // Claimed by the async face, fenced and completed now.
     let key = fresh_key()?;
-    let (token, entry) = claim(h, &key, fingerprint(22)).await?;
-    let forged = crate::FencingToken::new(token.counter().wrapping_add(1), token.nonce());
-    let stale = now.complete_now(&key, entry.clone().complete(response.clone()), forged);
-    ensure!(
-        matches!(stale, Err(crate::Error::StaleFencingToken)),
-        "complete_now with another counter: {stale:?}"
-    );
-    now.complete_now(&key, entry.complete(response.clone()), token)
+    let (token, processing) = claim(h, &key, fingerprint(22)).await?;
+    let forged = FencingToken::new(token.counter().wrapping_add(1), token.nonce());
+    expect_stale(
+        "complete_now with another counter",
+        now.complete_now(&key, processing.clone().complete(response.clone()), forged),
+    )?;
+    now.complete_now(&key, processing.complete(response.clone()), token)
         .map_err(|e| err("complete_now", &e))?;
-    let replay = match now.try_insert_now(&key, super::entry(h, fingerprint(22))) {
+    let replay = match now.try_insert_now(&key, entry(h, fingerprint(22))) {
         Ok(InsertResult::Exists(found)) => completed(found)?,
         other => {
             return Err(format!(

@@ -264,13 +264,23 @@ async fn claim<H: Harness>(
     key: &IdempotencyKey,
     fp: Fingerprint,
 ) -> Result<(FencingToken, IdempotencyEntry<Processing>), String> {
-    match h.store().try_insert(key, entry(h, fp)).await {
+    claimed("try_insert", h.store().try_insert(key, entry(h, fp)).await)
+}
+
+/// The claim a store's answer to a claim must be (`context` names the call).
+fn claimed(
+    context: &str,
+    answer: Result<InsertResult, Error>,
+) -> Result<(FencingToken, IdempotencyEntry<Processing>), String> {
+    match answer {
         Ok(InsertResult::Claimed {
             fencing_token,
             entry,
         }) => Ok((fencing_token, entry)),
-        Ok(InsertResult::Exists(existing)) => Err(format!("expected a claim, found {existing:?}")),
-        Err(e) => Err(err("try_insert", &e)),
+        Ok(InsertResult::Exists(existing)) => {
+            Err(format!("{context}: expected a claim, found {existing:?}"))
+        }
+        Err(e) => Err(err(context, &e)),
     }
 }
 

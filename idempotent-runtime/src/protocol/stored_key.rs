@@ -23,7 +23,11 @@ use crate::{IdempotencyKey, KeyError, StoredKey};
 /// ```
 #[must_use]
 pub fn storage_key(operation: &str, scope: Option<&str>, key: &IdempotencyKey) -> StoredKey {
-    hash(operation, scope, key.as_str())
+    finish(
+        shared_parts(operation, scope.is_some()),
+        scope,
+        key.as_str(),
+    )
 }
 
 /// The hash of the parts of a stored key that every call of one operation shares (the
@@ -83,10 +87,6 @@ pub(crate) fn prefixed(
     let shared = prefix.states[usize::from(scope.is_some())]
         .get_or_init(|| shared_parts(operation, scope.is_some()));
     finish(shared.clone(), scope, key)
-}
-
-fn hash(operation: &str, scope: Option<&str>, key: &str) -> StoredKey {
-    finish(shared_parts(operation, scope.is_some()), scope, key)
 }
 
 fn part(hasher: &mut Sha256, bytes: &[u8]) {

@@ -113,8 +113,8 @@ where
 
 /// Reads `body` whole: its data — a single chunk as it came, more joined into one buffer — and
 /// its trailers (several frames of them merged). What `http_body_util`'s `collect` and
-/// `to_bytes` give,
-/// without the queue it allocates for the chunks: a body is one chunk more often than not.
+/// `to_bytes` give, without the queue `collect` allocates for the chunks: a body is one chunk
+/// more often than not.
 ///
 /// # Errors
 /// The body's own error, at the frame that failed.
@@ -137,6 +137,9 @@ pub(crate) async fn read_whole<B: Body>(body: B) -> Result<(Bytes, Option<Header
                 continue;
             }
         };
+        if data.is_empty() {
+            continue;
+        }
         match &mut joined {
             Some(joined) => joined.extend_from_slice(&data),
             None if first.is_empty() => first = data,
