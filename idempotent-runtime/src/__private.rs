@@ -224,22 +224,24 @@ pub fn into_response<R: HandlerResponse>(value: R) -> Response {
 }
 
 /// Runs an HTTP handler under the protocol: key from the header the options name, detached.
+/// The key is taken out of `head` when this is called (the head is gone before the future
+/// is), and the future is `service::run`'s own, not one more layer around it.
 #[cfg(feature = "axum")]
-pub async fn execute_http<S, O, F>(
+pub fn execute_http<S, O, F>(
     store: S,
     options: O,
     mut head: RequestHead,
     scope: Option<String>,
     fingerprint: Result<Fingerprint, Error>,
     handler: F,
-) -> Response
+) -> impl core::future::Future<Output = Response> + Send
 where
     S: IdempotencyStore + 'static,
     O: AsRef<HttpOptions> + Send + 'static,
     F: core::future::Future<Output = Response> + Send + 'static,
 {
     let key = head.take_key(options.as_ref());
-    crate::service::run(store, options, scope, key, fingerprint, handler).await
+    crate::service::run(store, options, scope, key, fingerprint, handler)
 }
 
 /// Runs an HTTP handler in transactional mode (`key = header, transaction = tx`): the whole

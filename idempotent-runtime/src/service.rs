@@ -61,36 +61,45 @@ use crate::{Error, Fingerprint, IdempotencyStore};
 /// function behind both `#[idempotent(key = header)]` and [`IdempotencyLayer`].
 ///
 /// `key = None` (an optional key that was not sent) runs the handler without any store access.
-pub(crate) async fn run<S, O, F>(
+///
+/// A plain fn around an `async move` block, as is each fn between the handler and the protocol:
+/// an async fn's state keeps each argument twice (rust-lang/rust#62958), and the framework
+/// boxes the handler's future, so its size is an allocation's.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep each argument twice in its state"
+)]
+pub(crate) fn run<S, O, F>(
     store: S,
     options: O,
     scope: Option<String>,
     key: Result<Option<HeaderKey>, Problem>,
     fingerprint: Result<Fingerprint, Error>,
     handler: F,
-) -> Response
+) -> impl Future<Output = Response> + Send
 where
     S: IdempotencyStore + 'static,
     O: AsRef<HttpOptions> + Send + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
-    let key = match key {
-        Ok(Some(key)) => key,
-        Ok(None) => return handler.await,
-        Err(problem) => return reject(options.as_ref(), problem).into_response(),
-    };
-    let fingerprint = match fingerprint {
-        Ok(fingerprint) => fingerprint,
-        Err(e) => return reject(options.as_ref(), Problem::from(e)).into_response(),
-    };
-    let stores = options.as_ref().stores;
-    // Boxed once here, and polled in that box (the protocol does not box it again): the future
-    // of an async fn keeps a copy of each future it is handed (rust-lang/rust#62958), and this
-    // one is handed down four levels before it is polled.
-    let handler = Box::pin(async move { Buffered::capture(handler.await, stores).await });
-    run_with(store, options, scope, key, fingerprint, handler)
-        .await
-        .into_response()
+    async move {
+        let key = match key {
+            Ok(Some(key)) => key,
+            Ok(None) => return handler.await,
+            Err(problem) => return reject(options.as_ref(), problem).into_response(),
+        };
+        let fingerprint = match fingerprint {
+            Ok(fingerprint) => fingerprint,
+            Err(e) => return reject(options.as_ref(), Problem::from(e)).into_response(),
+        };
+        let stores = options.as_ref().stores;
+        // Boxed once here, and polled in that box (the protocol does not box it again): the
+        // handler is handed down four levels before it is polled.
+        let handler = Box::pin(async move { Buffered::capture(handler.await, stores).await });
+        run_with(store, options, scope, key, fingerprint, handler)
+            .await
+            .into_response()
+    }
 }
 
 /// Runs `handler` in transactional mode for one HTTP request (the caller detaches the whole
@@ -154,48 +163,55 @@ fn reject(options: &HttpOptions, problem: Problem) -> Buffered {
 
 /// Claims `key` and runs `handler` (which captures its response) detached; replays and
 /// conflicts are answered without running it.
-async fn run_with<S, O, F>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep each argument twice in its state"
+)]
+fn run_with<S, O, F>(
     store: S,
     options: O,
     scope: Option<String>,
     key: HeaderKey,
     fingerprint: Fingerprint,
     handler: F,
-) -> Buffered
+) -> impl Future<Output = Buffered> + Send
 where
     S: IdempotencyStore + 'static,
     O: AsRef<HttpOptions> + Send + 'static,
     F: Future<Output = Buffered> + Send + Unpin + 'static,
 {
-    let (spec, operation) = (&options.as_ref().spec, options.as_ref().operation());
-    let stored_key = match key.stored_key(options.as_ref(), scope.as_deref()) {
-        Ok(stored_key) => stored_key,
-        Err(e) => return reject(options.as_ref(), Problem::from(e)),
-    };
-    // The header's bytes are the request's: let them go now, not when the handler is done.
-    drop(key);
-    let observer = Observer::start(operation);
-    let step =
-        acquire::<Buffered, Http>(&observer, &store, spec, operation, stored_key, fingerprint);
-    // Replays and conflicts answer here; only a claimed execution is detached.
-    let claim = match observer.in_span(step).await {
-        Step::Done(buffered) => return buffered,
-        Step::Claimed(claim) => claim,
-    };
-    // Only a claimed execution needs a detached handler (replays and conflicts answered above
-    // are never refused for load); one refused gives its claim back before answering.
-    let permit = match detached::admit() {
-        Ok(permit) => permit,
-        Err(problem) => {
-            release_unstarted(&observer, &store, claim).await;
-            return reject(options.as_ref(), problem);
-        }
-    };
-    RunToCompletion::new(observer.clone().in_span(async move {
-        let _in_flight = permit;
-        let spec = &options.as_ref().spec;
-        run_claimed::<Buffered, Http, _>(&observer, &store, spec, claim, handler).await
-    }))
-    .await
-    .unwrap_or_else(Buffered::from)
+    async move {
+        let (spec, operation) = (&options.as_ref().spec, options.as_ref().operation());
+        let stored_key = match key.stored_key(options.as_ref(), scope.as_deref()) {
+            Ok(stored_key) => stored_key,
+            Err(e) => return reject(options.as_ref(), Problem::from(e)),
+        };
+        // The header's bytes are the request's: let them go now, not when the handler is done.
+        drop(key);
+        let observer = Observer::start(operation);
+        let step =
+            acquire::<Buffered, Http>(&observer, &store, spec, operation, stored_key, fingerprint);
+        // Replays and conflicts answer here; only a claimed execution is detached.
+        let claim = match observer.in_span(step).await {
+            Step::Done(buffered) => return buffered,
+            Step::Claimed(claim) => claim,
+        };
+        // Only a claimed execution needs a detached handler (replays and conflicts answered
+        // above are never refused for load); one refused gives its claim back before
+        // answering.
+        let permit = match detached::admit() {
+            Ok(permit) => permit,
+            Err(problem) => {
+                release_unstarted(&observer, &store, claim).await;
+                return reject(options.as_ref(), problem);
+            }
+        };
+        RunToCompletion::new(observer.clone().in_span(async move {
+            let _in_flight = permit;
+            let spec = &options.as_ref().spec;
+            run_claimed::<Buffered, Http, _>(&observer, &store, spec, claim, handler).await
+        }))
+        .await
+        .unwrap_or_else(Buffered::from)
+    }
 }

@@ -24,16 +24,24 @@ pub(super) struct Renewals<'a> {
 
 /// Runs `handler` while `renewals` keeps its claim alive. The handler is polled first, so one
 /// that finishes on its first poll never starts the loop (and never makes a timer); the loop
-/// stops when the handler finishes or its future is dropped.
+/// stops when the handler finishes or its future is dropped. The loop is boxed when it starts:
+/// held in place, its timer and its renewal would be in this future (and in every future that
+/// awaits it) even for the handlers that never wait.
 pub(super) async fn with_heartbeat<F: Future>(renewals: Renewals<'_>, handler: F) -> F::Output {
     let mut handler = pin!(handler);
-    let mut renewing = pin!(renew_forever(renewals));
+    let mut renewals = Some(renewals);
+    let mut renewing = None;
     poll_fn(|cx| {
         if let Poll::Ready(out) = handler.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
-        // The loop never ends: polling it drives its timer and its renewal.
-        let _ = renewing.as_mut().poll(cx);
+        if let Some(renewals) = renewals.take() {
+            renewing = Some(Box::pin(renew_forever(renewals)));
+        }
+        if let Some(renewing) = renewing.as_mut() {
+            // The loop never ends: polling it drives its timer and its renewal.
+            let _ = renewing.as_mut().poll(cx);
+        }
         Poll::Pending
     })
     .await

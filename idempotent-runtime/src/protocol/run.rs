@@ -17,108 +17,146 @@ use crate::{
 /// The second half: runs the handler under `claim` with the lease heartbeat, then completes,
 /// releases or leaves the claim to lapse. The handler comes pinned (`Unpin`: boxed where it
 /// was made, so it is boxed once).
-pub(crate) async fn run_claimed<R, C, F>(
-    observer: &Observer,
-    store: &dyn IdempotencyStore,
-    spec: &Spec,
+///
+/// A plain fn around an `async move` block, as are the futures that hold this one: an async
+/// fn's state keeps each argument twice (rust-lang/rust#62958), and a claimed execution's
+/// future is boxed to run detached, so its size is an allocation's. For the same reason the
+/// claim is read in place, and the result is never borrowed here (a local once borrowed
+/// keeps its room in every later await, even after it was moved on).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep each argument twice in its state"
+)]
+pub(crate) fn run_claimed<'a, R, C, F>(
+    observer: &'a Observer,
+    store: &'a dyn IdempotencyStore,
+    spec: &'a Spec,
     claim: Claim,
     handler: F,
-) -> R
+) -> impl Future<Output = R> + 'a
 where
+    R: 'a,
     C: ResultCodec<R>,
-    F: Future<Output = R> + Unpin,
+    F: Future<Output = R> + Unpin + 'a,
 {
-    let Claim {
-        stored_key,
-        token,
-        entry,
-        sent,
-    } = claim;
-    let key: &IdempotencyKey = &stored_key;
-    let _in_flight = observer.claimed(token);
-    let ran = heartbeat(observer, store, key, token, sent, spec.lease, handler).await;
-    let Ok(result) = ran else {
-        // Panicked: the side effect may have run. Neither completed nor released: the claim
-        // lapses with its lease.
-        return answer::<R, C>(observer, Error::HandlerPanicked);
-    };
-    let Some(completed) = completion(entry.clone(), C::encode(&result, spec.max_body)) else {
-        release(observer, store, key, token).await;
-        return result;
-    };
-    let replayable = completed.response().is_some();
-    let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
-    // A retry encodes the result again rather than keep a copy of this entry: a clone would
-    // make its response's bytes shared (an allocation, and atomic counts on every drop) for
-    // the rare retry, and the store would keep them shared as long as it keeps the record.
-    let again = |result: &R| completion(entry.clone(), C::encode(result, spec.max_body));
-    // Awaited before the match: a future in a match's scrutinee stays in this future's state
-    // through every arm's own awaits.
-    let (result, stored) = complete_with_retry(store, key, token, completed, result, again).await;
-    match stored {
-        Err(Error::StaleFencingToken) => {
-            superseded::<R, C>(observer, store, key, fingerprint).await
-        }
-        Err(e @ Error::CapacityExceeded { .. }) => {
-            // The result does not fit: record that it happened, so retries never re-run it.
-            observer.report(
-                Severity::Warn,
-                "the result did not fit in the store: completed as not replayable",
-                &e,
-            );
-            let done = || {
-                IdempotencyEntry::new(fingerprint)
-                    .with_ttl(ttl)
-                    .complete_not_replayable()
-            };
-            let (result, _) =
-                complete_with_retry(store, key, token, done(), result, |_| Some(done())).await;
-            observer.outcome(Outcome::NotReplayable);
-            result
-        }
-        Ok(()) => {
-            observer.outcome(Outcome::completed(replayable));
-            result
-        }
-        // The store is unreachable after retries: the side effect happened and the caller
-        // gets its result, while the claim lapses with its lease (the documented risk of an
-        // unreachable store).
-        Err(e) => {
-            observer.report(
-                Severity::Error,
-                "the handler ran but its result could not be stored; its claim lapses with its lease",
-                &e,
-            );
-            observer.outcome(Outcome::StoreError);
-            result
+    async move {
+        let (key, token): (&IdempotencyKey, _) = (&claim.stored_key, claim.token);
+        let _in_flight = observer.claimed(token);
+        let Ok(result) =
+            heartbeat(observer, store, key, token, claim.sent, spec.lease, handler).await
+        else {
+            // Panicked: the side effect may have run. Neither completed nor released: the
+            // claim lapses with its lease.
+            return answer::<R, C>(observer, Error::HandlerPanicked);
+        };
+        // Read in `encoded`, so neither is borrowed here; the option is moved whole (through
+        // `identity`), so neither it nor the entry keeps its room in this future once the
+        // entry is handed on (a local moved out of only in part keeps it).
+        let (result, completed) = encoded::<R, C>(&claim.entry, result, spec.max_body);
+        let Some((completed, replayable, fingerprint, ttl)) = std::convert::identity(completed)
+        else {
+            release(observer, store, key, token).await;
+            return result;
+        };
+        // A retry encodes the result again rather than keep a copy of this entry: a clone
+        // would make its response's bytes shared (an allocation, and atomic counts on every
+        // drop) for the rare retry, and the store would keep them shared as long as it keeps
+        // the record.
+        let again = |result: &R| completion(claim.entry.clone(), C::encode(result, spec.max_body));
+        // Awaited before the match: a future in a match's scrutinee stays in this future's
+        // state through every arm's own awaits.
+        let (result, stored) =
+            complete_with_retry(store, key, token, completed, result, again).await;
+        match stored {
+            Err(Error::StaleFencingToken) => {
+                superseded::<R, C>(observer, store, key, fingerprint).await
+            }
+            Err(e @ Error::CapacityExceeded { .. }) => {
+                // The result does not fit: record that it happened, so retries never re-run it.
+                observer.report(
+                    Severity::Warn,
+                    "the result did not fit in the store: completed as not replayable",
+                    &e,
+                );
+                let done = || {
+                    IdempotencyEntry::new(fingerprint)
+                        .with_ttl(ttl)
+                        .complete_not_replayable()
+                };
+                let (result, _) =
+                    complete_with_retry(store, key, token, done(), result, |_| Some(done())).await;
+                observer.outcome(Outcome::NotReplayable);
+                result
+            }
+            Ok(()) => {
+                observer.outcome(Outcome::completed(replayable));
+                result
+            }
+            // The store is unreachable after retries: the side effect happened and the caller
+            // gets its result, while the claim lapses with its lease (the documented risk of
+            // an unreachable store).
+            Err(e) => {
+                observer.report(
+                    Severity::Error,
+                    "the handler ran but its result could not be stored; its claim lapses with its lease",
+                    &e,
+                );
+                observer.outcome(Outcome::StoreError);
+                result
+            }
         }
     }
+}
+
+/// The entry a claim is completed with, whether it holds a response, its fingerprint and TTL.
+type Completion = (IdempotencyEntry<Completed>, bool, Fingerprint, Duration);
+
+/// `result` handed back with the entry its encoding completes the claim with (`None`: release
+/// it). Takes the result by value and reads the entry here, so the future that calls it
+/// borrows neither.
+fn encoded<R, C: ResultCodec<R>>(
+    entry: &IdempotencyEntry<Processing>,
+    result: R,
+    max_body: usize,
+) -> (R, Option<Completion>) {
+    let completed = completion(entry.clone(), C::encode(&result, max_body)).map(|completed| {
+        let replayable = completed.response().is_some();
+        let (fingerprint, ttl) = (completed.fingerprint(), completed.ttl());
+        (completed, replayable, fingerprint, ttl)
+    });
+    (result, completed)
 }
 
 /// Runs `handler` (pinned) under the claim `token` (sent at `sent`): visible through
 /// `current_claim`, its panics caught, its lease renewed in the background. `Err` when it
 /// panicked.
-pub(super) async fn heartbeat<F: Future + Unpin>(
-    observer: &Observer,
-    store: &dyn IdempotencyStore,
-    key: &IdempotencyKey,
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep each argument twice in its state"
+)]
+pub(super) fn heartbeat<'a, F: Future + Unpin + 'a>(
+    observer: &'a Observer,
+    store: &'a dyn IdempotencyStore,
+    key: &'a IdempotencyKey,
     token: FencingToken,
     sent: tokio::time::Instant,
     lease: Duration,
     handler: F,
-) -> Result<F::Output, Panicked> {
-    let state = Lease::new(token, sent, lease);
-    let renewals = Renewals {
-        observer,
-        store,
-        key,
-        token,
-        lease,
-        state: &state,
-    };
-    let ran = with_heartbeat(renewals, Guarded::new(handler, state.clone())).await;
-    observer.renewals(state.renewals());
-    ran
+) -> impl Future<Output = Result<F::Output, Panicked>> + 'a {
+    async move {
+        let state = Lease::new(token, sent, lease);
+        let renewals = Renewals {
+            observer,
+            store,
+            key,
+            token,
+            lease,
+            state: &state,
+        };
+        let ran = with_heartbeat(renewals, Guarded::new(handler, state.clone())).await;
+        observer.renewals(state.renewals());
+        ran
+    }
 }
 
 /// The entry a codec's disposition completes the claim with; `None`: release it.
@@ -213,32 +251,37 @@ fn complete_with_retry<'a, R: 'a>(
     store: &'a dyn IdempotencyStore,
     key: &'a IdempotencyKey,
     token: FencingToken,
-    mut entry: IdempotencyEntry<Completed>,
+    entry: IdempotencyEntry<Completed>,
     result: R,
     again: impl Fn(&R) -> Option<IdempotencyEntry<Completed>> + 'a,
 ) -> impl Future<Output = (R, Result<(), Error>)> + 'a {
+    let call = move |entry| {
+        Call::of(
+            store,
+            entry,
+            move |now, entry| now.complete_now(key, entry, token),
+            move |entry| store.complete(key, entry, token),
+        )
+    };
+    // Made here and polled where it lies (`&mut`): the entry is held once, in the call.
+    let mut complete = call(entry);
     async move {
         let mut attempt = 0;
         loop {
-            let complete = Call::of(
-                store,
-                entry,
-                |now, entry| now.complete_now(key, entry, token),
-                |entry| store.complete(key, entry, token),
-            );
-            match store_call(store.kind(), "complete", complete).await {
-                Err(e @ Error::StoreUnavailable(_)) if attempt < 3 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-                    // The same result: its encoding differs only if its `Serialize` is not
-                    // deterministic, and any encoding of it is a right answer for a retry.
-                    let Some(next) = again(&result) else {
-                        return (result, Err(e));
-                    };
-                    entry = next;
-                }
+            let e = match store_call(store.kind(), "complete", &mut complete).await {
+                Err(e @ Error::StoreUnavailable(_)) if attempt < 3 => e,
                 other => return (result, other),
-            }
+            };
+            attempt += 1;
+            // Boxed: a retry is rare, and its timer in place would be in every completion's
+            // future.
+            Box::pin(tokio::time::sleep(Duration::from_millis(10 << attempt))).await;
+            // The same result: its encoding differs only if its `Serialize` is not
+            // deterministic, and any encoding of it is a right answer for a retry.
+            let Some(next) = again(&result) else {
+                return (result, Err(e));
+            };
+            complete = call(next);
         }
     }
 }

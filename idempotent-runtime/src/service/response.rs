@@ -50,11 +50,13 @@ pub(crate) struct Buffered {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
-    trailers: Option<HeaderMap>,
+    /// Boxed, as is `problem`: both are rare, and a `Buffered` is held by value in the
+    /// protocol's futures (each of its awaits keeps one), so its size is theirs.
+    trailers: Option<Box<HeaderMap>>,
     /// What the protocol does with it: store it, release the key, or record that it ran.
     keep: Keep,
     /// The rejection it answers, if it is one (for a gRPC request, answered as a status).
-    problem: Option<Problem>,
+    problem: Option<Box<Problem>>,
 }
 
 /// What becomes of a captured response.
@@ -103,7 +105,7 @@ impl Buffered {
                     status: parts.status,
                     headers: parts.headers,
                     body,
-                    trailers,
+                    trailers: trailers.map(Box::new),
                     problem: None,
                 }
             }
@@ -132,11 +134,12 @@ impl Buffered {
 
     /// The response to send, with any body type `B` passed through elsewhere.
     pub(crate) fn into_http<B>(self) -> http::Response<LayerBody<B>> {
-        let mut response = http::Response::new(LayerBody::buffered(self.body, self.trailers));
+        let trailers = self.trailers.map(|trailers| *trailers);
+        let mut response = http::Response::new(LayerBody::buffered(self.body, trailers));
         *response.status_mut() = self.status;
         *response.headers_mut() = self.headers;
         if let Some(problem) = self.problem {
-            response.extensions_mut().insert(problem);
+            response.extensions_mut().insert(*problem);
         }
         response
     }
@@ -163,7 +166,7 @@ impl From<Problem> for Buffered {
             body: Bytes::from(problem.body()),
             trailers: None,
             keep: Keep::Release,
-            problem: Some(problem),
+            problem: Some(Box::new(problem)),
         }
     }
 }
@@ -185,7 +188,7 @@ fn encode(response: &Buffered, max_body: usize) -> Disposition {
         return Disposition::NotReplayable;
     }
     let mut headers = Vec::with_capacity(
-        response.headers.len() + response.trailers.as_ref().map_or(0, http::HeaderMap::len),
+        response.headers.len() + response.trailers.as_deref().map_or(0, http::HeaderMap::len),
     );
     for (name, value) in &response.headers {
         if !NOT_STORED.contains(&name.as_str()) {
@@ -195,7 +198,7 @@ fn encode(response: &Buffered, max_body: usize) -> Disposition {
             ));
         }
     }
-    for (name, value) in response.trailers.iter().flatten() {
+    for (name, value) in response.trailers.as_deref().into_iter().flatten() {
         if !NOT_STORED.contains(&name.as_str()) {
             let name = format!("{TRAILER_PREFIX}{name}");
             headers.push((name, Bytes::copy_from_slice(value.as_bytes())));
@@ -228,7 +231,7 @@ fn decode(cached: &CachedResponse) -> Result<Buffered, Error> {
         status,
         headers,
         body: cached.body().clone(),
-        trailers,
+        trailers: trailers.map(Box::new),
         keep: Keep::Store,
         problem: None,
     })
@@ -354,7 +357,7 @@ mod tests {
         trailers.append("grpc-status", HeaderValue::from_static("0"));
         trailers.append("x-t", HeaderValue::from_static("1"));
         trailers.append("x-t", HeaderValue::from_static("2"));
-        response.trailers = Some(trailers.clone());
+        response.trailers = Some(Box::new(trailers.clone()));
         let Disposition::Complete(cached) =
             <Http as ResultCodec<Buffered>>::encode(&response, 1024)
         else {
@@ -371,7 +374,7 @@ mod tests {
             ]
         );
         let replayed = decode(&cached).expect("decodes");
-        assert_eq!(replayed.trailers, Some(trailers));
+        assert_eq!(replayed.trailers, Some(Box::new(trailers)));
         assert!(!replayed.headers.contains_key("grpc-status"));
         let bad = CachedResponse::new(200, "").with_header("trailer:bad name", "v");
         assert!(matches!(decode(&bad), Err(Error::Corrupt(_))));
@@ -385,7 +388,7 @@ mod tests {
         assert_eq!(grpc.headers["content-type"], "application/grpc");
         assert_eq!(grpc.headers["grpc-status"], "9");
         assert!(grpc.body.is_empty() && grpc.trailers.is_none());
-        assert_eq!(grpc.problem, Some(problem));
+        assert_eq!(grpc.problem, Some(Box::new(problem)));
         let answer = buffered(201, &[("x", "1")], "kept").for_grpc();
         assert_eq!(
             (answer.status, answer.body.as_ref()),
