@@ -13,6 +13,7 @@ use crate::observe::{Observer, Severity, store_call};
 use crate::{Error, FencingToken, IdempotencyKey, IdempotencyStore};
 
 /// What the renewal loop needs: the claim, its lease, and where to tell what happened.
+#[derive(Clone, Copy)]
 pub(super) struct Renewals<'a> {
     pub(super) observer: &'a Observer,
     pub(super) store: &'a dyn IdempotencyStore,
@@ -29,19 +30,14 @@ pub(super) struct Renewals<'a> {
 /// awaits it) even for the handlers that never wait.
 pub(super) async fn with_heartbeat<F: Future>(renewals: Renewals<'_>, handler: F) -> F::Output {
     let mut handler = pin!(handler);
-    let mut renewals = Some(renewals);
     let mut renewing = None;
     poll_fn(|cx| {
         if let Poll::Ready(out) = handler.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
-        if let Some(renewals) = renewals.take() {
-            renewing = Some(Box::pin(renew_forever(renewals)));
-        }
-        if let Some(renewing) = renewing.as_mut() {
-            // The loop never ends: polling it drives its timer and its renewal.
-            let _ = renewing.as_mut().poll(cx);
-        }
+        // The loop never ends: polling it drives its timer and its renewal.
+        let renewing = renewing.get_or_insert_with(|| Box::pin(renew_forever(renewals)));
+        let _ = renewing.as_mut().poll(cx);
         Poll::Pending
     })
     .await
